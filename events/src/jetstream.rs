@@ -1,0 +1,950 @@
+//! The event log on NATS JetStream.
+//!
+//! One stream (`CHRONICLE` by default) holds every event under `chronicle.ev.<domain>.<id>`;
+//! the stream sequence is an event's position, the count of messages on its subject its
+//! version. What this relies on, and why it is done this way (see `JETSTREAM.md`):
+//!
+//! - **Concurrency**: the first message of each stream written carries
+//!   `Nats-Expected-Last-Subject-Sequence` (the position of the stream's last event, 0 for
+//!   none). A mismatch is error 10071 (10164 inside batches and on clusters).
+//! - **Idempotency**: every message carries `Nats-Msg-Id: <command id>:<n>`. Within the
+//!   stream's duplicate window a repeat is answered as a duplicate; after it, the
+//!   expected-sequence check fails, and the append looks at what follows the head it
+//!   expected: if that is its own command, the first append had landed and is returned.
+//! - **Atomicity**: a command with several events is one atomic batch (nats-server 2.12+),
+//!   built on the core client because async-nats has no API for it: all messages but the
+//!   last are plain publishes, the last carries `Nats-Batch-Commit: 1` and is a request
+//!   whose answer is the batch's ack. The server stores the batch whole or not at all.
+//! - **Reads** of one stream use batched direct gets (`next_by_subj`), which cost time in
+//!   proportion to the stream, not the log. Following the log live uses an ordered
+//!   consumer, which keeps no state on the server.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use async_nats::jetstream::{self, consumer, stream};
+use async_nats::{HeaderMap, Message, ServerAddr};
+use async_trait::async_trait;
+use bytes::Bytes;
+use chrono::{DateTime, SubsecRound, Utc};
+use futures::StreamExt;
+use serde::Deserialize;
+use serde_json::Value;
+use uuid::Uuid;
+
+use crate::chain::{canonical_json, compute_hash};
+use crate::envelope::{Envelope, RecordedEvent};
+use crate::log::{
+    AppendOutcome, AppendRequest, AppendedEvent, EventLog, EventStream, Expected, LogError,
+    StreamHead,
+};
+use crate::stream_id::StreamId;
+use crate::upcast::current_schema;
+
+/// Header carrying an event's version in its stream, so a stream's head can be read from
+/// its last message alone.
+pub const VERSION_HEADER: &str = "Chronicle-Version";
+const MSG_ID: &str = "Nats-Msg-Id";
+const EXPECTED_LAST_SUBJECT_SEQ: &str = "Nats-Expected-Last-Subject-Sequence";
+const BATCH_ID: &str = "Nats-Batch-Id";
+const BATCH_SEQ: &str = "Nats-Batch-Sequence";
+const BATCH_COMMIT: &str = "Nats-Batch-Commit";
+
+/// JetStream error codes the log tells apart.
+const ERR_WRONG_LAST_SEQUENCE: u32 = 10071;
+const ERR_WRONG_LAST_SEQUENCE_IN_BATCH: u32 = 10164;
+/// A batch re-sent after it was committed: its message ids are in the duplicate window.
+const ERR_BATCH_DUPLICATE_MSG_ID: u32 = 10201;
+
+/// The most events one command may append: the server's atomic batch limit.
+pub const MAX_EVENTS_PER_APPEND: usize = 1000;
+/// How many times an append re-reads moved `Expected::Any` heads before giving up.
+const MAX_CONFLICT_RETRIES: usize = 32;
+/// How many times an append whose outcome is unknown is sent again.
+const MAX_UNAVAILABLE_RETRIES: usize = 3;
+/// Messages per direct-get batch request.
+const READ_BATCH: usize = 512;
+
+/// Where and how the log lives.
+#[derive(Debug, Clone)]
+pub struct LogConfig {
+    /// The JetStream stream's name (`CHRONICLE_STREAM`).
+    pub stream_name: String,
+    /// Subjects are `<subject_prefix>.<domain>.<id>`.
+    pub subject_prefix: String,
+    /// Replicas of the stream (`CHRONICLE_REPLICAS`): 1 on one node, 3 on a cluster.
+    pub replicas: usize,
+    /// JetStream's de-duplication window for message ids.
+    pub duplicate_window: Duration,
+    /// How long to wait for any one answer from NATS.
+    pub request_timeout: Duration,
+}
+
+impl Default for LogConfig {
+    fn default() -> Self {
+        LogConfig {
+            stream_name: "CHRONICLE".into(),
+            subject_prefix: "chronicle.ev".into(),
+            replicas: 1,
+            duplicate_window: Duration::from_secs(120),
+            request_timeout: Duration::from_secs(5),
+        }
+    }
+}
+
+impl LogConfig {
+    /// The stream configuration Chronicle creates.
+    pub fn stream_config(&self) -> stream::Config {
+        stream::Config {
+            name: self.stream_name.clone(),
+            description: Some("Chronicle event log: append-only, never edited".into()),
+            subjects: vec![format!("{}.>", self.subject_prefix)],
+            storage: stream::StorageType::File,
+            num_replicas: self.replicas,
+            retention: stream::RetentionPolicy::Limits,
+            max_messages: -1,
+            max_bytes: -1,
+            max_messages_per_subject: -1,
+            max_age: Duration::ZERO,
+            discard: stream::DiscardPolicy::New,
+            duplicate_window: self.duplicate_window,
+            deny_delete: true,
+            deny_purge: true,
+            allow_rollup: false,
+            allow_direct: true,
+            allow_atomic_publish: true,
+            ..Default::default()
+        }
+    }
+
+    /// What in an existing stream's configuration weakens Chronicle's guarantees.
+    pub fn weaknesses(&self, c: &stream::Config) -> Vec<String> {
+        let mut w = Vec::new();
+        let wanted_subject = format!("{}.>", self.subject_prefix);
+        if !c.subjects.contains(&wanted_subject) {
+            w.push(format!(
+                "subjects {:?} do not include {wanted_subject}",
+                c.subjects
+            ));
+        }
+        if c.storage != stream::StorageType::File {
+            w.push("storage is not file".into());
+        }
+        if !c.deny_delete {
+            w.push("deny_delete is off: events could be deleted".into());
+        }
+        if !c.deny_purge {
+            w.push("deny_purge is off: the log could be purged".into());
+        }
+        if c.allow_rollup {
+            w.push("rollups are allowed: a rollup deletes history".into());
+        }
+        if c.max_messages > 0 || c.max_bytes > 0 || c.max_messages_per_subject > 0 {
+            w.push("message or byte limits are set: limits delete history".into());
+        }
+        if !c.max_age.is_zero() {
+            w.push("max_age is set: old events would expire".into());
+        }
+        if c.allow_message_ttl {
+            w.push("per-message TTLs are allowed: events could expire".into());
+        }
+        if c.retention != stream::RetentionPolicy::Limits {
+            w.push("retention is not limits: consumed events could be removed".into());
+        }
+        if c.sealed {
+            w.push("the stream is sealed: nothing can be appended".into());
+        }
+        if c.mirror.is_some() {
+            w.push("the stream is a mirror".into());
+        }
+        if c.subject_transform.is_some() {
+            w.push("a subject transform is set".into());
+        }
+        if !c.allow_direct {
+            w.push("allow_direct is off: streams cannot be loaded efficiently".into());
+        }
+        if !c.allow_atomic_publish {
+            w.push("allow_atomic_publish is off: multi-event commands cannot be atomic".into());
+        }
+        if c.duplicate_window.is_zero() {
+            w.push("the duplicate window is zero: retried appends could double".into());
+        }
+        if c.num_replicas < self.replicas {
+            w.push(format!(
+                "{} replica(s), fewer than the {} configured",
+                c.num_replicas, self.replicas
+            ));
+        }
+        w
+    }
+}
+
+/// The log on a JetStream stream. Cheap to clone: clones share one connection.
+#[derive(Clone)]
+pub struct JetStreamLog {
+    client: async_nats::Client,
+    js: jetstream::Context,
+    cfg: Arc<LogConfig>,
+}
+
+/// A message of the log as stored, before it is decoded.
+#[derive(Debug, Clone)]
+pub struct RawEvent {
+    pub position: u64,
+    pub subject: String,
+    pub version_header: Option<u64>,
+    pub msg_id: Option<String>,
+    pub payload: Bytes,
+}
+
+#[derive(Debug, Deserialize)]
+struct ApiError {
+    #[serde(default)]
+    err_code: u32,
+    #[serde(default)]
+    description: String,
+}
+
+#[derive(Debug, Deserialize)]
+struct PubAck {
+    #[serde(default)]
+    error: Option<ApiError>,
+    #[serde(default)]
+    seq: u64,
+    #[serde(default)]
+    duplicate: bool,
+    #[serde(default)]
+    count: Option<u64>,
+}
+
+/// Why one attempt at an append did not land.
+enum AttemptError {
+    WrongLastSequence,
+    DuplicateBatch,
+    Unavailable(String),
+    Rejected(String),
+}
+
+/// One message of an append, ready to send.
+struct OutMessage {
+    subject: String,
+    headers: HeaderMap,
+    payload: Bytes,
+    appended: AppendedEvent,
+}
+
+fn unavailable(e: impl std::fmt::Display) -> LogError {
+    LogError::Unavailable(e.to_string())
+}
+
+fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
+    headers.get(name).and_then(|v| v.as_str().parse().ok())
+}
+
+/// Splits `nats://a:4222,nats://b:4222` into server addresses.
+pub fn parse_server_addrs(urls: &str) -> Result<Vec<ServerAddr>, String> {
+    let addrs: Result<Vec<ServerAddr>, String> = urls
+        .split(',')
+        .map(str::trim)
+        .filter(|u| !u.is_empty())
+        .map(|u| u.parse::<ServerAddr>().map_err(|e| format!("`{u}`: {e}")))
+        .collect();
+    let addrs = addrs?;
+    if addrs.is_empty() {
+        return Err("no NATS URL given".into());
+    }
+    Ok(addrs)
+}
+
+impl JetStreamLog {
+    /// Connects to NATS (one URL or several, comma-separated) and creates or checks the
+    /// stream. Refuses a stream whose settings weaken the log's guarantees.
+    pub async fn connect(urls: &str, cfg: LogConfig) -> Result<JetStreamLog, LogError> {
+        let addrs = parse_server_addrs(urls).map_err(LogError::Misconfigured)?;
+        let client = async_nats::ConnectOptions::new()
+            .name("chronicle")
+            .connection_timeout(cfg.request_timeout)
+            .request_timeout(Some(cfg.request_timeout))
+            .max_reconnects(None)
+            .connect(addrs)
+            .await
+            .map_err(unavailable)?;
+        let log = JetStreamLog::from_client(client, cfg);
+        log.ensure_stream().await?;
+        Ok(log)
+    }
+
+    /// Wraps an existing connection without touching the stream.
+    pub fn from_client(client: async_nats::Client, cfg: LogConfig) -> JetStreamLog {
+        let js = jetstream::ContextBuilder::new()
+            .timeout(cfg.request_timeout)
+            .build(client.clone());
+        JetStreamLog {
+            client,
+            js,
+            cfg: Arc::new(cfg),
+        }
+    }
+
+    pub fn config(&self) -> &LogConfig {
+        &self.cfg
+    }
+
+    pub fn client(&self) -> &async_nats::Client {
+        &self.client
+    }
+
+    pub fn jetstream(&self) -> &jetstream::Context {
+        &self.js
+    }
+
+    /// Creates the stream, or checks that the existing one keeps every guarantee.
+    pub async fn ensure_stream(&self) -> Result<(), LogError> {
+        match self.js.get_stream(&self.cfg.stream_name).await {
+            Ok(mut s) => {
+                let info = s.info().await.map_err(unavailable)?;
+                let weak = self.cfg.weaknesses(&info.config);
+                if weak.is_empty() {
+                    Ok(())
+                } else {
+                    Err(LogError::Misconfigured(format!(
+                        "stream {} {}",
+                        self.cfg.stream_name,
+                        weak.join("; ")
+                    )))
+                }
+            }
+            Err(e)
+                if matches!(
+                    e.kind(),
+                    jetstream::context::GetStreamErrorKind::JetStream(ref api)
+                        if api.error_code() == jetstream::ErrorCode::STREAM_NOT_FOUND
+                ) =>
+            {
+                // A concurrent creator with the same configuration is fine: creating an
+                // identical stream again succeeds.
+                self.js
+                    .create_stream(self.cfg.stream_config())
+                    .await
+                    .map_err(|e| LogError::Misconfigured(format!("cannot create stream: {e}")))?;
+                Ok(())
+            }
+            Err(e) => Err(unavailable(e)),
+        }
+    }
+
+    /// Whether NATS is connected and the stream answers.
+    pub async fn ping(&self) -> Result<(), LogError> {
+        self.last_position().await.map(|_| ())
+    }
+
+    fn subject_of(&self, stream: &StreamId) -> String {
+        stream.subject(&self.cfg.subject_prefix)
+    }
+
+    /// `job.*` → `chronicle.ev.job.*`; no filter → everything.
+    pub fn subject_filter(&self, filter: Option<&str>) -> String {
+        match filter {
+            Some(f) if !f.is_empty() && f != ">" => format!("{}.{f}", self.cfg.subject_prefix),
+            _ => format!("{}.>", self.cfg.subject_prefix),
+        }
+    }
+
+    fn direct_get_subject(&self) -> String {
+        format!("$JS.API.DIRECT.GET.{}", self.cfg.stream_name)
+    }
+
+    fn raw_from_message(&self, msg: Message) -> Result<Option<RawEvent>, LogError> {
+        if let Some(status) = msg.status {
+            return match status.as_u16() {
+                404 | 204 => Ok(None),
+                408 | 413 => Err(LogError::Invalid(format!(
+                    "direct get refused: {}",
+                    msg.description.unwrap_or_default()
+                ))),
+                503 => Err(unavailable("no responders for direct get")),
+                other => Err(unavailable(format!("direct get answered status {other}"))),
+            };
+        }
+        let headers = msg
+            .headers
+            .ok_or_else(|| unavailable("direct get answer without headers"))?;
+        let position = header_u64(&headers, "Nats-Sequence")
+            .ok_or_else(|| unavailable("direct get answer without Nats-Sequence"))?;
+        let subject = headers
+            .get("Nats-Subject")
+            .map(|v| v.as_str().to_owned())
+            .unwrap_or_default();
+        Ok(Some(RawEvent {
+            position,
+            subject,
+            version_header: header_u64(&headers, VERSION_HEADER),
+            msg_id: headers.get(MSG_ID).map(|v| v.as_str().to_owned()),
+            payload: msg.payload,
+        }))
+    }
+
+    /// Up to `batch` stored messages from `from_seq` whose subject matches `filter`, in log
+    /// order, and whether more match after them.
+    pub async fn read_raw_batch(
+        &self,
+        from_seq: u64,
+        filter: &str,
+        batch: usize,
+    ) -> Result<(Vec<RawEvent>, bool), LogError> {
+        let inbox = self.client.new_inbox();
+        let mut sub = self
+            .client
+            .subscribe(inbox.clone())
+            .await
+            .map_err(unavailable)?;
+        let body = serde_json::json!({
+            "seq": from_seq.max(1),
+            "batch": batch,
+            "next_by_subj": filter,
+        });
+        self.client
+            .publish_with_reply(
+                self.direct_get_subject(),
+                inbox,
+                Bytes::from(body.to_string()),
+            )
+            .await
+            .map_err(unavailable)?;
+        let mut out = Vec::new();
+        let mut more = false;
+        loop {
+            let msg = tokio::time::timeout(self.cfg.request_timeout, sub.next())
+                .await
+                .map_err(|_| unavailable("direct get timed out"))?
+                .ok_or_else(|| unavailable("connection closed during direct get"))?;
+            let pending = msg
+                .headers
+                .as_ref()
+                .and_then(|h| header_u64(h, "Nats-Num-Pending"));
+            match self.raw_from_message(msg)? {
+                Some(raw) => {
+                    // Nats-Num-Pending counts matching messages after this one.
+                    more = pending.unwrap_or(0) > 0;
+                    out.push(raw);
+                    if out.len() >= batch {
+                        break;
+                    }
+                }
+                None => break,
+            }
+        }
+        let _ = sub.unsubscribe().await;
+        Ok((out, more))
+    }
+
+    /// The last stored message of one subject.
+    async fn last_raw(&self, subject: &str) -> Result<Option<RawEvent>, LogError> {
+        let body = serde_json::json!({ "last_by_subj": subject });
+        let msg = self
+            .client
+            .request(self.direct_get_subject(), Bytes::from(body.to_string()))
+            .await
+            .map_err(unavailable)?;
+        self.raw_from_message(msg)
+    }
+
+    /// Decodes a stored message, checking that it is a well-formed envelope of the stream
+    /// its subject names.
+    pub fn decode_raw(&self, raw: &RawEvent, version: u64) -> Result<RecordedEvent, LogError> {
+        let corrupt = |message: String| LogError::Corrupt {
+            position: raw.position,
+            message,
+        };
+        let envelope: Envelope = serde_json::from_slice(&raw.payload)
+            .map_err(|e| corrupt(format!("not an envelope: {e}")))?;
+        let stream = StreamId::from_subject(&self.cfg.subject_prefix, &raw.subject)
+            .map_err(|e| corrupt(format!("subject {}: {e}", raw.subject)))?;
+        if envelope.stream != stream {
+            return Err(corrupt(format!(
+                "envelope names stream {} but sits on {}",
+                envelope.stream, raw.subject
+            )));
+        }
+        Ok(RecordedEvent {
+            position: raw.position,
+            version,
+            envelope,
+        })
+    }
+
+    fn decode_with_header(&self, raw: &RawEvent) -> Result<RecordedEvent, LogError> {
+        let version = raw.version_header.ok_or_else(|| LogError::Corrupt {
+            position: raw.position,
+            message: format!("no {VERSION_HEADER} header"),
+        })?;
+        self.decode_raw(raw, version)
+    }
+
+    /// Builds the messages of one attempt from the streams' current heads.
+    fn build_messages(
+        &self,
+        request: &AppendRequest,
+        heads: &[StreamHead],
+        ids: &[Uuid],
+        occurred_at: DateTime<Utc>,
+    ) -> Result<Vec<OutMessage>, LogError> {
+        let mut out = Vec::with_capacity(ids.len());
+        let mut n = 0usize;
+        for (write, head) in request.writes.iter().zip(heads) {
+            let subject = self.subject_of(&write.stream);
+            let mut prev = head.hash.clone();
+            for (i, pending) in write.events.iter().enumerate() {
+                let event_type = pending.event.event_type();
+                let version = head.version + 1 + i as u64;
+                let mut envelope = serde_json::json!({
+                    "id": ids[n],
+                    "stream": write.stream,
+                    "type": event_type,
+                    "schema": current_schema(event_type),
+                    "occurred_at": occurred_at,
+                    "actor": pending.actor,
+                    "command_id": request.command_id,
+                    "correlation_id": pending.correlation_id,
+                    "causation_id": pending.causation_id,
+                    "data": pending.event.data(),
+                    "prev_hash": prev,
+                });
+                let hash = compute_hash(&envelope);
+                envelope["hash"] = Value::String(hash.clone());
+                let mut headers = HeaderMap::new();
+                headers.insert(MSG_ID, format!("{}:{n}", request.command_id).as_str());
+                headers.insert(VERSION_HEADER, version.to_string().as_str());
+                if i == 0 {
+                    headers.insert(
+                        EXPECTED_LAST_SUBJECT_SEQ,
+                        head.position.to_string().as_str(),
+                    );
+                }
+                out.push(OutMessage {
+                    subject: subject.clone(),
+                    headers,
+                    payload: Bytes::from(canonical_json(&envelope)),
+                    appended: AppendedEvent {
+                        id: ids[n],
+                        stream: write.stream.clone(),
+                        event_type: event_type.to_owned(),
+                        version,
+                        position: 0,
+                        hash: hash.clone(),
+                    },
+                });
+                prev = Some(hash);
+                n += 1;
+            }
+        }
+        Ok(out)
+    }
+
+    /// Sends one attempt: a plain JetStream publish for one message, an atomic batch for
+    /// more. Answers the ack.
+    async fn send(&self, messages: &[OutMessage]) -> Result<PubAck, AttemptError> {
+        let last = messages.len() - 1;
+        let batch_id = Uuid::new_v4().simple().to_string();
+        for (i, m) in messages.iter().enumerate() {
+            let mut headers = m.headers.clone();
+            if messages.len() > 1 {
+                headers.insert(BATCH_ID, batch_id.as_str());
+                headers.insert(BATCH_SEQ, (i + 1).to_string().as_str());
+                if i == last {
+                    headers.insert(BATCH_COMMIT, "1");
+                }
+            }
+            if i < last {
+                self.client
+                    .publish_with_headers(m.subject.clone(), headers, m.payload.clone())
+                    .await
+                    .map_err(|e| AttemptError::Unavailable(e.to_string()))?;
+                continue;
+            }
+            let reply = self
+                .client
+                .request_with_headers(m.subject.clone(), headers, m.payload.clone())
+                .await
+                .map_err(|e| AttemptError::Unavailable(e.to_string()))?;
+            if reply.status.is_some_and(|s| s.as_u16() == 503) {
+                return Err(AttemptError::Unavailable("no responders".into()));
+            }
+            let ack: PubAck = serde_json::from_slice(&reply.payload)
+                .map_err(|e| AttemptError::Unavailable(format!("unreadable ack: {e}")))?;
+            if let Some(err) = &ack.error {
+                return Err(match err.err_code {
+                    ERR_WRONG_LAST_SEQUENCE | ERR_WRONG_LAST_SEQUENCE_IN_BATCH => {
+                        AttemptError::WrongLastSequence
+                    }
+                    ERR_BATCH_DUPLICATE_MSG_ID => AttemptError::DuplicateBatch,
+                    code => AttemptError::Rejected(format!(
+                        "JetStream error {code}: {}",
+                        err.description
+                    )),
+                });
+            }
+            return Ok(ack);
+        }
+        unreachable!("an append has at least one message")
+    }
+
+    /// The events of `command_id` stored from `first_position` on, `count` of them, as
+    /// an outcome. `None` when what is there is not that command's.
+    async fn landed_at(
+        &self,
+        command_id: Uuid,
+        first_position: u64,
+        count: usize,
+    ) -> Result<Option<AppendOutcome>, LogError> {
+        let filter = self.subject_filter(None);
+        let (raws, _) = self.read_raw_batch(first_position, &filter, count).await?;
+        if raws.len() != count || raws[0].position != first_position {
+            return Ok(None);
+        }
+        let mut events = Vec::with_capacity(count);
+        for raw in &raws {
+            let e = self.decode_with_header(raw)?;
+            if e.envelope.command_id != command_id {
+                return Ok(None);
+            }
+            events.push(AppendedEvent {
+                id: e.envelope.id,
+                stream: e.envelope.stream.clone(),
+                event_type: e.envelope.event_type.clone(),
+                version: e.version,
+                position: e.position,
+                hash: e.envelope.hash.clone(),
+            });
+        }
+        Ok(Some(AppendOutcome {
+            command_id,
+            events,
+            duplicate: true,
+        }))
+    }
+
+    /// After a wrong-last-sequence answer: did this very command land already (an earlier
+    /// attempt whose answer was lost, or the same command sent before)? Its first event
+    /// would follow the head the first stream was expected at.
+    async fn find_landed(
+        &self,
+        request: &AppendRequest,
+        heads: &[StreamHead],
+    ) -> Result<Option<AppendOutcome>, LogError> {
+        let subject = self.subject_of(&request.writes[0].stream);
+        let (next, _) = self
+            .read_raw_batch(heads[0].position + 1, &subject, 1)
+            .await?;
+        let Some(first) = next.first() else {
+            return Ok(None);
+        };
+        let e = self.decode_with_header(first)?;
+        if e.envelope.command_id != request.command_id {
+            return Ok(None);
+        }
+        // An atomic append is stored contiguously from its first event.
+        match self
+            .landed_at(request.command_id, first.position, request.event_count())
+            .await?
+        {
+            Some(outcome) => Ok(Some(outcome)),
+            None => Err(LogError::Corrupt {
+                position: first.position,
+                message: "an earlier append of this command is not whole".into(),
+            }),
+        }
+    }
+
+    /// Where this command's events are, wherever they landed: right after the expected
+    /// head (the usual case), or anywhere in its first stream (an `Expected::Any` stream
+    /// that moved on since).
+    async fn find_command(
+        &self,
+        request: &AppendRequest,
+        heads: &[StreamHead],
+    ) -> Result<Option<AppendOutcome>, LogError> {
+        if let Some(outcome) = self.find_landed(request, heads).await? {
+            return Ok(Some(outcome));
+        }
+        let events = self.read_stream(&request.writes[0].stream, 1).await?;
+        match events
+            .iter()
+            .find(|e| e.envelope.command_id == request.command_id)
+        {
+            Some(first) => {
+                self.landed_at(request.command_id, first.position, request.event_count())
+                    .await
+            }
+            None => Ok(None),
+        }
+    }
+
+    fn validate(request: &AppendRequest) -> Result<(), LogError> {
+        if request.writes.is_empty() || request.writes.iter().any(|w| w.events.is_empty()) {
+            return Err(LogError::Invalid(
+                "an append needs at least one event".into(),
+            ));
+        }
+        if request.event_count() > MAX_EVENTS_PER_APPEND {
+            return Err(LogError::Invalid(format!(
+                "at most {MAX_EVENTS_PER_APPEND} events in one append"
+            )));
+        }
+        for (i, w) in request.writes.iter().enumerate() {
+            if request.writes[..i].iter().any(|o| o.stream == w.stream) {
+                return Err(LogError::Invalid(format!(
+                    "stream {} written twice in one append",
+                    w.stream
+                )));
+            }
+            if let Some(e) = w
+                .events
+                .iter()
+                .find(|e| e.event.domain() != w.stream.domain())
+            {
+                return Err(LogError::Invalid(format!(
+                    "{} is not an event of stream {}",
+                    e.event.event_type(),
+                    w.stream
+                )));
+            }
+        }
+        Ok(())
+    }
+}
+
+#[async_trait]
+impl EventLog for JetStreamLog {
+    async fn append(&self, request: AppendRequest) -> Result<AppendOutcome, LogError> {
+        Self::validate(&request)?;
+        let mut heads = Vec::with_capacity(request.writes.len());
+        for w in &request.writes {
+            heads.push(match &w.expected {
+                Expected::Head(h) => h.clone(),
+                Expected::Any => self.stream_head(&w.stream).await?,
+            });
+        }
+        // Ids and time are fixed once, so every retry sends the same events.
+        let ids: Vec<Uuid> = (0..request.event_count()).map(|_| Uuid::now_v7()).collect();
+        let occurred_at = Utc::now().trunc_subsecs(6);
+        let mut conflicts = 0;
+        let mut unavailable_tries = 0;
+        loop {
+            let messages = self.build_messages(&request, &heads, &ids, occurred_at)?;
+            match self.send(&messages).await {
+                Ok(ack) => {
+                    let n = messages.len() as u64;
+                    if ack.duplicate {
+                        // The message id was seen in the window: the first append's
+                        // events end at `ack.seq` (for a batch) or are at it (one event).
+                        let first = ack.seq + 1 - n;
+                        return self
+                            .landed_at(request.command_id, first, messages.len())
+                            .await?
+                            .ok_or_else(|| LogError::Corrupt {
+                                position: ack.seq,
+                                message: "duplicate ack does not point at this command".into(),
+                            });
+                    }
+                    if let Some(count) = ack.count
+                        && count != n
+                    {
+                        return Err(LogError::Corrupt {
+                            position: ack.seq,
+                            message: format!("batch of {n} acknowledged with count {count}"),
+                        });
+                    }
+                    // An atomic batch is stored contiguously, ending at the ack's sequence.
+                    let first = ack.seq + 1 - n;
+                    let events = messages
+                        .into_iter()
+                        .enumerate()
+                        .map(|(i, m)| AppendedEvent {
+                            position: first + i as u64,
+                            ..m.appended
+                        })
+                        .collect();
+                    return Ok(AppendOutcome {
+                        command_id: request.command_id,
+                        events,
+                        duplicate: false,
+                    });
+                }
+                Err(AttemptError::WrongLastSequence) => {
+                    if let Some(outcome) = self.find_landed(&request, &heads).await? {
+                        return Ok(outcome);
+                    }
+                    conflicts += 1;
+                    let mut moved_any = false;
+                    for (i, w) in request.writes.iter().enumerate() {
+                        let actual = self.stream_head(&w.stream).await?;
+                        if actual == heads[i] {
+                            continue;
+                        }
+                        match &w.expected {
+                            Expected::Head(expected) => {
+                                return Err(LogError::VersionConflict {
+                                    stream: w.stream.clone(),
+                                    expected: expected.version,
+                                    actual: actual.version,
+                                });
+                            }
+                            Expected::Any => {
+                                heads[i] = actual;
+                                moved_any = true;
+                            }
+                        }
+                    }
+                    if conflicts > MAX_CONFLICT_RETRIES {
+                        return Err(unavailable(
+                            "too many concurrent appends to the same streams",
+                        ));
+                    }
+                    if !moved_any {
+                        // The heads read back equal to what was expected: the competing
+                        // append was seen by a stale replica. Try again after a moment.
+                        tokio::time::sleep(Duration::from_millis(5 * conflicts as u64)).await;
+                    }
+                }
+                Err(AttemptError::DuplicateBatch) => {
+                    return self.find_command(&request, &heads).await?.ok_or_else(|| {
+                        LogError::Corrupt {
+                            position: heads[0].position,
+                            message: "a batch of this command was seen but is not in the log"
+                                .into(),
+                        }
+                    });
+                }
+                Err(AttemptError::Unavailable(why)) => {
+                    unavailable_tries += 1;
+                    if unavailable_tries > MAX_UNAVAILABLE_RETRIES {
+                        return Err(LogError::Unavailable(why));
+                    }
+                    tracing::warn!(command_id = %request.command_id, %why, "append outcome unknown; sending it again");
+                    tokio::time::sleep(Duration::from_millis(200 * unavailable_tries as u64)).await;
+                }
+                Err(AttemptError::Rejected(why)) => return Err(LogError::Invalid(why)),
+            }
+        }
+    }
+
+    async fn read_stream(
+        &self,
+        stream: &StreamId,
+        from_version: u64,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let subject = self.subject_of(stream);
+        let mut out = Vec::new();
+        let mut seq = 1;
+        let mut version = 0u64;
+        loop {
+            let (raws, more) = self.read_raw_batch(seq, &subject, READ_BATCH).await?;
+            for raw in &raws {
+                version += 1;
+                if version >= from_version {
+                    out.push(self.decode_raw(raw, version)?);
+                }
+            }
+            match raws.last() {
+                Some(last) if more => seq = last.position + 1,
+                _ => break,
+            }
+        }
+        Ok(out)
+    }
+
+    async fn stream_head(&self, stream: &StreamId) -> Result<StreamHead, LogError> {
+        match self.last_raw(&self.subject_of(stream)).await? {
+            None => Ok(StreamHead::EMPTY),
+            Some(raw) => Ok(StreamHead::of(&self.decode_with_header(&raw)?)),
+        }
+    }
+
+    async fn last_position(&self) -> Result<u64, LogError> {
+        let s = self
+            .js
+            .get_stream_no_info(&self.cfg.stream_name)
+            .await
+            .map_err(unavailable)?;
+        let info = s.get_info().await.map_err(unavailable)?;
+        Ok(info.state.last_sequence)
+    }
+
+    async fn read_from(
+        &self,
+        from_position: u64,
+        filter: Option<&str>,
+    ) -> Result<EventStream, LogError> {
+        let end = self.last_position().await?;
+        let subject = self.subject_filter(filter);
+        let log = self.clone();
+        let start = from_position.max(1);
+        // Batched direct gets, one batch ahead of the reader; ends at the log's end as of
+        // the call.
+        let batches = futures::stream::try_unfold(Some(start), move |next| {
+            let log = log.clone();
+            let subject = subject.clone();
+            async move {
+                let Some(seq) = next.filter(|s| *s <= end) else {
+                    return Ok(None);
+                };
+                let (raws, more) = log.read_raw_batch(seq, &subject, READ_BATCH).await?;
+                let raws: Vec<RawEvent> = raws.into_iter().filter(|r| r.position <= end).collect();
+                let next = match raws.last() {
+                    Some(last) if more && last.position < end => Some(last.position + 1),
+                    _ => None,
+                };
+                let events: Vec<Result<RecordedEvent, LogError>> =
+                    raws.iter().map(|r| log.decode_with_header(r)).collect();
+                Ok::<_, LogError>(Some((futures::stream::iter(events), next)))
+            }
+        });
+        Ok(batches
+            .map(|r| match r {
+                Ok(s) => s.left_stream(),
+                Err(e) => futures::stream::iter(vec![Err(e)]).right_stream(),
+            })
+            .flatten()
+            .boxed())
+    }
+
+    async fn follow(
+        &self,
+        from_position: u64,
+        filter: Option<&str>,
+    ) -> Result<EventStream, LogError> {
+        let stream = self
+            .js
+            .get_stream_no_info(&self.cfg.stream_name)
+            .await
+            .map_err(unavailable)?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: self.subject_filter(filter),
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from_position.max(1),
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let messages = consumer.messages().await.map_err(unavailable)?;
+        let log = self.clone();
+        Ok(messages
+            .map(move |m| {
+                let m = m.map_err(unavailable)?;
+                let position = m.info().map_err(unavailable)?.stream_sequence;
+                let headers = m.headers.clone().unwrap_or_default();
+                let raw = RawEvent {
+                    position,
+                    subject: m.subject.to_string(),
+                    version_header: header_u64(&headers, VERSION_HEADER),
+                    msg_id: headers.get(MSG_ID).map(|v| v.as_str().to_owned()),
+                    payload: m.payload.clone(),
+                };
+                log.decode_with_header(&raw)
+            })
+            .boxed())
+    }
+}

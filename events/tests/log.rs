@@ -1,0 +1,555 @@
+//! The JetStream event log against a real nats-server: append and read back, optimistic
+//! concurrency, idempotency, atomic multi-event appends, the hash chain, immutability,
+//! upcasting on read, and reading and following the whole log.
+
+mod common;
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use bytes::Bytes;
+use chronicle_events::chain::check_link;
+use chronicle_events::domain::agent::{Complexity, GovernanceDecisionRecorded, Maturity, Outcome};
+use chronicle_events::domain::job::{JobCompleted, JobStarted, JobSubmitted};
+use chronicle_events::domain::user::{Role, TokenIssued};
+use chronicle_events::domain::{Event, JobEvent, UserEvent};
+use chronicle_events::jetstream::VERSION_HEADER;
+use chronicle_events::{
+    Actor, AppendRequest, EventLog, Expected, JetStreamLog, LogError, PendingEvent, StreamHead,
+    StreamId, StreamWrite,
+};
+use futures::StreamExt;
+use serde_json::json;
+use uuid::Uuid;
+
+fn job_stream() -> StreamId {
+    StreamId::new(chronicle_events::Domain::Job, Uuid::new_v4().to_string()).unwrap()
+}
+
+fn pending(event: impl Into<Event>) -> PendingEvent {
+    PendingEvent::new(event, Actor::user("alice"), Uuid::new_v4())
+}
+
+fn submitted(stream: &StreamId) -> PendingEvent {
+    pending(JobSubmitted {
+        job_id: stream.id().to_owned(),
+        agent_id: "agent-1".into(),
+        kind: "summarise".into(),
+        input: json!({"doc": "q3.pdf"}),
+    })
+}
+
+fn decision(agent: &str, n: usize) -> PendingEvent {
+    pending(GovernanceDecisionRecorded {
+        agent_id: agent.into(),
+        action: format!("job.start#{n}"),
+        complexity: Complexity::Low,
+        maturity: Maturity::Intern,
+        outcome: Outcome::Allowed,
+        reason: "maturity suffices".into(),
+        command_id: Uuid::new_v4(),
+        approval_id: None,
+    })
+}
+
+/// Checks every link of a stream's chain from the stored bytes.
+async fn assert_chain_whole(log: &JetStreamLog, stream: &StreamId) -> usize {
+    let subject = stream.subject(&log.config().subject_prefix);
+    let (raws, _) = log.read_raw_batch(1, &subject, 1000).await.unwrap();
+    let mut prev: Option<String> = None;
+    for raw in &raws {
+        let v: serde_json::Value = serde_json::from_slice(&raw.payload).unwrap();
+        check_link(&v, prev.as_deref()).unwrap();
+        prev = v["hash"].as_str().map(str::to_owned);
+    }
+    raws.len()
+}
+
+#[tokio::test]
+async fn appends_several_events_and_reads_them_back_in_order() {
+    let log = common::isolated_log().await;
+    let job = job_stream();
+    let command_id = Uuid::new_v4();
+    let outcome = log
+        .append(AppendRequest::single(
+            command_id,
+            job.clone(),
+            Expected::NO_STREAM,
+            vec![
+                submitted(&job),
+                pending(JobStarted {}),
+                pending(JobCompleted {
+                    result: json!({"ok": true}),
+                }),
+            ],
+        ))
+        .await
+        .unwrap();
+    assert!(!outcome.duplicate);
+    assert_eq!(outcome.events.len(), 3);
+    let positions: Vec<u64> = outcome.events.iter().map(|e| e.position).collect();
+    assert_eq!(positions, vec![1, 2, 3]);
+
+    let events = log.read_stream(&job, 1).await.unwrap();
+    assert_eq!(events.len(), 3);
+    for (i, e) in events.iter().enumerate() {
+        assert_eq!(e.version, i as u64 + 1);
+        assert_eq!(e.position, positions[i]);
+        assert_eq!(e.envelope.command_id, command_id);
+        assert_eq!(e.envelope.id, outcome.events[i].id);
+        assert_eq!(e.envelope.id.get_version_num(), 7, "event ids are uuid v7");
+        assert_eq!(e.envelope.stream, job);
+    }
+    assert_eq!(
+        events[1].decode().unwrap(),
+        Event::Job(JobEvent::JobStarted(JobStarted {}))
+    );
+    assert_eq!(events[0].envelope.prev_hash, None);
+    assert_eq!(
+        events[1].envelope.prev_hash.as_deref(),
+        Some(events[0].envelope.hash.as_str())
+    );
+    assert_eq!(assert_chain_whole(&log, &job).await, 3);
+
+    // From a version, and the head without reading the events.
+    let tail = log.read_stream(&job, 3).await.unwrap();
+    assert_eq!(tail.len(), 1);
+    assert_eq!(tail[0].version, 3);
+    let head = log.stream_head(&job).await.unwrap();
+    assert_eq!(head, StreamHead::of(&events[2]));
+    assert_eq!(
+        log.stream_head(&job_stream()).await.unwrap(),
+        StreamHead::EMPTY
+    );
+}
+
+#[tokio::test]
+async fn of_one_hundred_concurrent_appends_at_one_version_exactly_one_lands() {
+    let log = Arc::new(common::isolated_log().await);
+    let job = job_stream();
+    let first = log
+        .append(AppendRequest::single(
+            Uuid::new_v4(),
+            job.clone(),
+            Expected::NO_STREAM,
+            vec![submitted(&job)],
+        ))
+        .await
+        .unwrap();
+    let head = first.head_of(&job).unwrap();
+    let tasks: Vec<_> = (0..100)
+        .map(|_| {
+            let (log, job, head) = (log.clone(), job.clone(), head.clone());
+            tokio::spawn(async move {
+                log.append(AppendRequest::single(
+                    Uuid::new_v4(),
+                    job,
+                    Expected::Head(head),
+                    vec![pending(JobStarted {})],
+                ))
+                .await
+            })
+        })
+        .collect();
+    let mut ok = 0;
+    let mut conflicts = 0;
+    for t in tasks {
+        match t.await.unwrap() {
+            Ok(_) => ok += 1,
+            Err(LogError::VersionConflict {
+                expected, actual, ..
+            }) => {
+                assert_eq!((expected, actual), (1, 2));
+                conflicts += 1;
+            }
+            Err(e) => panic!("unexpected error: {e}"),
+        }
+    }
+    assert_eq!((ok, conflicts), (1, 99));
+    assert_eq!(log.read_stream(&job, 1).await.unwrap().len(), 2);
+    assert_eq!(log.last_position().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_repeated_command_id_writes_nothing_and_returns_the_first_positions() {
+    let log = common::isolated_log().await;
+    let job = job_stream();
+    let single = AppendRequest::single(
+        Uuid::new_v4(),
+        job.clone(),
+        Expected::NO_STREAM,
+        vec![submitted(&job)],
+    );
+    let first = log.append(single.clone()).await.unwrap();
+    let again = log.append(single).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.events, first.events);
+    assert_eq!(log.last_position().await.unwrap(), 1);
+
+    // A multi-event command repeated: still one copy.
+    let head = first.head_of(&job).unwrap();
+    let double = AppendRequest::single(
+        Uuid::new_v4(),
+        job.clone(),
+        Expected::Head(head),
+        vec![
+            pending(JobStarted {}),
+            pending(JobCompleted { result: json!(1) }),
+        ],
+    );
+    let first = log.append(double.clone()).await.unwrap();
+    let again = log.append(double).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.events, first.events);
+    assert_eq!(log.last_position().await.unwrap(), 3);
+    assert_eq!(log.read_stream(&job, 1).await.unwrap().len(), 3);
+}
+
+#[tokio::test]
+async fn a_command_repeated_after_the_duplicate_window_is_still_found() {
+    let log = common::isolated_log_with_window(Duration::from_millis(500)).await;
+    let job = job_stream();
+    let request = AppendRequest::single(
+        Uuid::new_v4(),
+        job.clone(),
+        Expected::NO_STREAM,
+        vec![submitted(&job), pending(JobStarted {})],
+    );
+    let first = log.append(request.clone()).await.unwrap();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let again = log.append(request).await.unwrap();
+    assert!(again.duplicate);
+    assert_eq!(again.events, first.events);
+    assert_eq!(log.last_position().await.unwrap(), 2);
+}
+
+#[tokio::test]
+async fn a_multi_stream_append_that_conflicts_leaves_nothing() {
+    let log = common::isolated_log().await;
+    let job = job_stream();
+    let other = job_stream();
+    log.append(AppendRequest::single(
+        Uuid::new_v4(),
+        other.clone(),
+        Expected::NO_STREAM,
+        vec![submitted(&other)],
+    ))
+    .await
+    .unwrap();
+    // `other` is expected empty but holds one event: the whole append must fail.
+    let err = log
+        .append(AppendRequest {
+            command_id: Uuid::new_v4(),
+            writes: vec![
+                StreamWrite {
+                    stream: job.clone(),
+                    expected: Expected::NO_STREAM,
+                    events: vec![submitted(&job), pending(JobStarted {})],
+                },
+                StreamWrite {
+                    stream: other.clone(),
+                    expected: Expected::NO_STREAM,
+                    events: vec![pending(JobStarted {})],
+                },
+            ],
+        })
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(&err, LogError::VersionConflict { stream, expected: 0, actual: 1 } if *stream == other),
+        "{err:?}"
+    );
+    assert_eq!(log.last_position().await.unwrap(), 1);
+    assert!(log.read_stream(&job, 1).await.unwrap().is_empty());
+
+    // The same shape with the right expectations lands whole, in two streams.
+    let head = log.stream_head(&other).await.unwrap();
+    let ok = log
+        .append(AppendRequest {
+            command_id: Uuid::new_v4(),
+            writes: vec![
+                StreamWrite {
+                    stream: job.clone(),
+                    expected: Expected::NO_STREAM,
+                    events: vec![submitted(&job), pending(JobStarted {})],
+                },
+                StreamWrite {
+                    stream: other.clone(),
+                    expected: Expected::Head(head),
+                    events: vec![pending(JobStarted {})],
+                },
+            ],
+        })
+        .await
+        .unwrap();
+    let got: Vec<(String, u64, u64)> = ok
+        .events
+        .iter()
+        .map(|e| (e.stream.to_string(), e.version, e.position))
+        .collect();
+    assert_eq!(
+        got,
+        vec![
+            (job.to_string(), 1, 2),
+            (job.to_string(), 2, 3),
+            (other.to_string(), 2, 4)
+        ]
+    );
+    assert_chain_whole(&log, &job).await;
+    assert_chain_whole(&log, &other).await;
+}
+
+#[tokio::test]
+async fn appends_without_expectation_never_conflict_and_keep_the_chain_whole() {
+    let log = Arc::new(common::isolated_log().await);
+    let agent = StreamId::new(chronicle_events::Domain::Agent, "agent-7").unwrap();
+    let tasks: Vec<_> = (0..20)
+        .map(|n| {
+            let (log, agent) = (log.clone(), agent.clone());
+            tokio::spawn(async move {
+                log.append(AppendRequest::single(
+                    Uuid::new_v4(),
+                    agent,
+                    Expected::Any,
+                    vec![decision("agent-7", n)],
+                ))
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    let events = log.read_stream(&agent, 1).await.unwrap();
+    let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
+    assert_eq!(versions, (1..=20).collect::<Vec<_>>());
+    assert_eq!(assert_chain_whole(&log, &agent).await, 20);
+}
+
+#[tokio::test]
+async fn a_changed_payload_breaks_the_chain() {
+    let log = common::isolated_log().await;
+    let job = job_stream();
+    log.append(AppendRequest::single(
+        Uuid::new_v4(),
+        job.clone(),
+        Expected::NO_STREAM,
+        vec![submitted(&job), pending(JobStarted {})],
+    ))
+    .await
+    .unwrap();
+    let subject = job.subject(&log.config().subject_prefix);
+    let (raws, _) = log.read_raw_batch(1, &subject, 10).await.unwrap();
+    let mut first: serde_json::Value = serde_json::from_slice(&raws[0].payload).unwrap();
+    check_link(&first, None).unwrap();
+    first["data"]["kind"] = json!("exfiltrate");
+    assert!(check_link(&first, None).is_err());
+    // Re-hashing the forged event does not help: the next link no longer matches.
+    first["hash"] = json!(chronicle_events::compute_hash(&first));
+    let second: serde_json::Value = serde_json::from_slice(&raws[1].payload).unwrap();
+    assert!(check_link(&second, first["hash"].as_str()).is_err());
+}
+
+#[tokio::test]
+async fn deleting_or_purging_the_log_is_refused() {
+    let log = common::isolated_log().await;
+    let job = job_stream();
+    log.append(AppendRequest::single(
+        Uuid::new_v4(),
+        job.clone(),
+        Expected::NO_STREAM,
+        vec![submitted(&job)],
+    ))
+    .await
+    .unwrap();
+    let stream = log
+        .jetstream()
+        .get_stream(&log.config().stream_name)
+        .await
+        .unwrap();
+    assert!(
+        stream.delete_message(1).await.is_err(),
+        "delete must be refused"
+    );
+    assert!(stream.purge().await.is_err(), "purge must be refused");
+    assert_eq!(log.read_stream(&job, 1).await.unwrap().len(), 1);
+}
+
+#[tokio::test]
+async fn a_stream_with_weaker_settings_is_refused() {
+    let cfg = common::isolated_config();
+    let client = async_nats::connect(common::nats_url()).await.unwrap();
+    let js = async_nats::jetstream::new(client);
+    js.create_stream(async_nats::jetstream::stream::Config {
+        deny_delete: false,
+        max_messages_per_subject: 10,
+        ..cfg.stream_config()
+    })
+    .await
+    .unwrap();
+    match JetStreamLog::connect(&common::nats_url(), cfg).await {
+        Err(LogError::Misconfigured(why)) => {
+            assert!(why.contains("deny_delete"), "{why}");
+            assert!(why.contains("limits"), "{why}");
+        }
+        Err(e) => panic!("expected Misconfigured, got {e}"),
+        Ok(_) => panic!("a weakened stream was accepted"),
+    }
+}
+
+#[tokio::test]
+async fn an_old_schema_is_upcast_when_read() {
+    let log = common::isolated_log().await;
+    let user = StreamId::new(chronicle_events::Domain::User, "bob").unwrap();
+    // A TokenIssued written by an older build: schema 1, scopes as one string.
+    let mut v1 = json!({
+        "id": Uuid::now_v7(),
+        "stream": "user.bob",
+        "type": "TokenIssued",
+        "schema": 1,
+        "occurred_at": "2025-01-02T03:04:05Z",
+        "actor": {"kind": "system", "id": "bootstrap"},
+        "command_id": Uuid::new_v4(),
+        "correlation_id": Uuid::new_v4(),
+        "causation_id": null,
+        "data": {
+            "jti": "0193d2a0-0000-7000-8000-000000000001",
+            "role": "writer",
+            "scope": "jobs:write ledger:read",
+            "issued_at": "2025-01-02T03:04:05Z",
+            "expires_at": "2025-01-03T03:04:05Z"
+        },
+        "prev_hash": null,
+    });
+    v1["hash"] = json!(chronicle_events::compute_hash(&v1));
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(VERSION_HEADER, "1");
+    let ack = log
+        .jetstream()
+        .publish_with_headers(
+            user.subject(&log.config().subject_prefix),
+            headers,
+            Bytes::from(chronicle_events::canonical_json(&v1)),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap();
+    assert_eq!(ack.sequence, 1);
+
+    let events = log.read_stream(&user, 1).await.unwrap();
+    assert_eq!(events[0].envelope.schema, 1, "the log is not rewritten");
+    match events[0].decode().unwrap() {
+        Event::User(UserEvent::TokenIssued(TokenIssued { role, scopes, .. })) => {
+            assert_eq!(role, Role::Writer);
+            assert_eq!(scopes, vec!["jobs:write", "ledger:read"]);
+        }
+        other => panic!("decoded as {other:?}"),
+    }
+}
+
+#[tokio::test]
+async fn reads_the_whole_log_from_a_position_with_a_filter_and_follows_it_live() {
+    let log = common::isolated_log().await;
+    let jobs: Vec<StreamId> = (0..5).map(|_| job_stream()).collect();
+    for job in &jobs {
+        log.append(AppendRequest::single(
+            Uuid::new_v4(),
+            job.clone(),
+            Expected::NO_STREAM,
+            vec![submitted(job)],
+        ))
+        .await
+        .unwrap();
+    }
+    let agent = StreamId::new(chronicle_events::Domain::Agent, "a1").unwrap();
+    log.append(AppendRequest::single(
+        Uuid::new_v4(),
+        agent.clone(),
+        Expected::Any,
+        vec![decision("a1", 0)],
+    ))
+    .await
+    .unwrap();
+
+    let all: Vec<u64> = log
+        .read_from(1, None)
+        .await
+        .unwrap()
+        .map(|e| e.unwrap().position)
+        .collect()
+        .await;
+    assert_eq!(all, vec![1, 2, 3, 4, 5, 6]);
+    let from_three_jobs: Vec<u64> = log
+        .read_from(3, Some("job.*"))
+        .await
+        .unwrap()
+        .map(|e| e.unwrap().position)
+        .collect()
+        .await;
+    assert_eq!(from_three_jobs, vec![3, 4, 5]);
+    let one: Vec<StreamId> = log
+        .read_from(1, Some(&agent.to_string()))
+        .await
+        .unwrap()
+        .map(|e| e.unwrap().envelope.stream)
+        .collect()
+        .await;
+    assert_eq!(one, vec![agent.clone()]);
+
+    let mut live = log.follow(5, None).await.unwrap();
+    assert_eq!(live.next().await.unwrap().unwrap().position, 5);
+    assert_eq!(live.next().await.unwrap().unwrap().position, 6);
+    let late = job_stream();
+    log.append(AppendRequest::single(
+        Uuid::new_v4(),
+        late.clone(),
+        Expected::NO_STREAM,
+        vec![submitted(&late)],
+    ))
+    .await
+    .unwrap();
+    let next = tokio::time::timeout(Duration::from_secs(5), live.next())
+        .await
+        .expect("a live follower sees a new event")
+        .unwrap()
+        .unwrap();
+    assert_eq!((next.position, next.envelope.stream), (7, late));
+}
+
+#[tokio::test]
+async fn bad_appends_are_refused_before_anything_is_sent() {
+    let log = common::isolated_log().await;
+    let job = job_stream();
+    let user = StreamId::new(chronicle_events::Domain::User, "u").unwrap();
+    for request in [
+        AppendRequest::single(Uuid::new_v4(), job.clone(), Expected::Any, vec![]),
+        AppendRequest::single(
+            Uuid::new_v4(),
+            user.clone(),
+            Expected::Any,
+            vec![submitted(&job)],
+        ),
+        AppendRequest {
+            command_id: Uuid::new_v4(),
+            writes: vec![
+                StreamWrite {
+                    stream: job.clone(),
+                    expected: Expected::Any,
+                    events: vec![submitted(&job)],
+                },
+                StreamWrite {
+                    stream: job.clone(),
+                    expected: Expected::Any,
+                    events: vec![pending(JobStarted {})],
+                },
+            ],
+        },
+    ] {
+        assert!(matches!(
+            log.append(request).await,
+            Err(LogError::Invalid(_))
+        ));
+    }
+    assert_eq!(log.last_position().await.unwrap(), 0);
+}
