@@ -1,1 +1,92 @@
-fn main() {}
+//! The `chronicle` binary: parses the configuration and runs a subcommand.
+
+use std::process::ExitCode;
+
+use anyhow::{Context, Result};
+use chronicle_api::config::{Cli, Command, Settings};
+use chronicle_api::{dev, server, telemetry};
+use clap::Parser;
+use clap::error::{ContextKind, ContextValue};
+use tokio::net::TcpListener;
+
+fn main() -> ExitCode {
+    let cli = match Cli::try_parse() {
+        Ok(cli) => cli,
+        Err(e) if !e.use_stderr() => {
+            // --help and --version
+            let _ = e.print();
+            return ExitCode::SUCCESS;
+        }
+        Err(e) => {
+            // Secrets are never echoed back, even malformed ones.
+            if let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg)
+                && arg.contains("-key")
+            {
+                eprintln!("chronicle: invalid value for '{arg}': must be 64 hex characters");
+                return ExitCode::from(2);
+            }
+            // One clear line naming the setting, not clap's full usage.
+            let text = e.to_string();
+            let line = text.lines().next().unwrap_or("invalid arguments");
+            eprintln!("chronicle: {}", line.trim_start_matches("error: "));
+            return ExitCode::from(2);
+        }
+    };
+    telemetry::init(cli.settings.log_format);
+    let runtime = match tokio::runtime::Runtime::new() {
+        Ok(rt) => rt,
+        Err(e) => {
+            eprintln!("chronicle: cannot start the async runtime: {e}");
+            return ExitCode::FAILURE;
+        }
+    };
+    match runtime.block_on(run(cli)) {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("chronicle: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}
+
+async fn run(cli: Cli) -> Result<()> {
+    match cli.command {
+        Command::Migrate => {
+            let applied = server::migrate(&cli.settings).await?;
+            println!("applied {} migration(s): {applied:?}", applied.len());
+            Ok(())
+        }
+        Command::Serve => serve(cli.settings, None).await,
+        Command::Dev(args) => {
+            let env = dev::prepare(cli.settings, &args).await?;
+            let applied = server::migrate(&env.settings).await?;
+            tracing::info!(?applied, "read models migrated");
+            let result = serve(env.settings.clone(), Some(&args.dir)).await;
+            // Dropping the environment stops the servers it started, newest first.
+            let mut servers = env.servers;
+            while let Some(mut s) = servers.pop() {
+                s.stop();
+            }
+            result
+        }
+    }
+}
+
+async fn serve(settings: Settings, dev_dir: Option<&std::path::Path>) -> Result<()> {
+    let state = server::connect(&settings).await?;
+    let listener = TcpListener::bind(settings.listen)
+        .await
+        .with_context(|| format!("CHRONICLE_LISTEN: cannot listen on {}", settings.listen))?;
+    let addr = listener.local_addr()?;
+    println!("Chronicle is listening on http://{addr}");
+    if let Some(dir) = dev_dir {
+        println!("  NATS_URL={}", settings.nats_url.as_deref().unwrap_or(""));
+        println!(
+            "  DATABASE_URL={}",
+            settings.database_url.as_deref().unwrap_or("")
+        );
+        println!("  data and keys under {}", dir.display());
+        println!("  readiness: curl http://{addr}/health/ready");
+    }
+    server::serve(state, listener, server::shutdown_signal()).await
+}

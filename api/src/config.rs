@@ -1,0 +1,179 @@
+//! Configuration from flags or the environment. A missing or malformed setting stops
+//! start-up with one line naming it.
+
+use std::net::SocketAddr;
+use std::path::PathBuf;
+use std::time::Duration;
+
+use chronicle_events::LogConfig;
+use clap::{Args, Parser, Subcommand, ValueEnum};
+
+#[derive(Debug, Parser)]
+#[command(
+    name = "chronicle",
+    version,
+    about = "Chronicle: the event-sourced core of the Atom platform"
+)]
+pub struct Cli {
+    #[command(flatten)]
+    pub settings: Settings,
+    #[command(subcommand)]
+    pub command: Command,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum Command {
+    /// Everything on one machine: local nats-server and Postgres under ./.chronicle/
+    /// (unless NATS_URL / DATABASE_URL point elsewhere), migrations, the API.
+    Dev(DevArgs),
+    /// The HTTP API only (stateless; run many).
+    Serve,
+    /// Applies the read-model migrations in migrations/.
+    Migrate,
+}
+
+#[derive(Debug, Clone, Args)]
+pub struct DevArgs {
+    /// Where the local servers keep their data and the generated keys.
+    #[arg(long, default_value = ".chronicle")]
+    pub dir: PathBuf,
+    /// Port of the local nats-server (when NATS_URL is unset).
+    #[arg(long, env = "CHRONICLE_DEV_NATS_PORT", default_value_t = 4222)]
+    pub nats_port: u16,
+    /// Port of the local Postgres (when DATABASE_URL is unset).
+    #[arg(long, env = "CHRONICLE_DEV_PG_PORT", default_value_t = 54329)]
+    pub pg_port: u16,
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum LogFormat {
+    Pretty,
+    Json,
+}
+
+/// A 32-byte key given as 64 hex characters.
+#[derive(Clone, PartialEq, Eq)]
+pub struct HexKey(pub [u8; 32]);
+
+impl std::fmt::Debug for HexKey {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("HexKey(<redacted>)")
+    }
+}
+
+pub fn parse_hex_key(s: &str) -> Result<HexKey, String> {
+    let bytes = hex::decode(s.trim()).map_err(|_| "must be 64 hex characters".to_owned())?;
+    let key: [u8; 32] = bytes
+        .try_into()
+        .map_err(|_| "must be 64 hex characters".to_owned())?;
+    Ok(HexKey(key))
+}
+
+fn parse_stream_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.bytes()
+            .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-');
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("must be 1 to 64 characters of A-Z, a-z, 0-9, '_' or '-'".into())
+    }
+}
+
+/// Settings shared by every subcommand.
+#[derive(Debug, Clone, Args)]
+pub struct Settings {
+    /// NATS server URL, or several comma-separated for a cluster.
+    #[arg(long, env = "NATS_URL", global = true)]
+    pub nats_url: Option<String>,
+    /// Postgres URL of the read models.
+    #[arg(long, env = "DATABASE_URL", global = true)]
+    pub database_url: Option<String>,
+    /// Address the HTTP API listens on.
+    #[arg(
+        long,
+        env = "CHRONICLE_LISTEN",
+        default_value = "127.0.0.1:8080",
+        global = true
+    )]
+    pub listen: SocketAddr,
+    /// The JetStream stream holding the log.
+    #[arg(long, env = "CHRONICLE_STREAM", default_value = "CHRONICLE", value_parser = parse_stream_name, global = true)]
+    pub stream: String,
+    /// Replicas of the stream: 1 on one node, 3 on a cluster.
+    #[arg(long, env = "CHRONICLE_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5), global = true)]
+    pub replicas: u8,
+    /// Token signing key (64 hex characters).
+    #[arg(long, env = "CHRONICLE_SIGNING_KEY", value_parser = parse_hex_key, hide_env_values = true, global = true)]
+    pub signing_key: Option<HexKey>,
+    /// Ed25519 seed of the seal key (64 hex characters).
+    #[arg(long, env = "CHRONICLE_SEAL_KEY", value_parser = parse_hex_key, hide_env_values = true, global = true)]
+    pub seal_key: Option<HexKey>,
+    /// Log format.
+    #[arg(
+        long,
+        env = "CHRONICLE_LOG_FORMAT",
+        value_enum,
+        default_value = "pretty",
+        global = true
+    )]
+    pub log_format: LogFormat,
+}
+
+/// A setting that is needed and missing: named the way an operator sets it.
+#[derive(Debug, thiserror::Error)]
+#[error("{name} is not set (flag {flag})")]
+pub struct Missing {
+    pub name: &'static str,
+    pub flag: &'static str,
+}
+
+impl Settings {
+    pub fn nats_url(&self) -> Result<&str, Missing> {
+        self.nats_url.as_deref().ok_or(Missing {
+            name: "NATS_URL",
+            flag: "--nats-url",
+        })
+    }
+
+    pub fn database_url(&self) -> Result<&str, Missing> {
+        self.database_url.as_deref().ok_or(Missing {
+            name: "DATABASE_URL",
+            flag: "--database-url",
+        })
+    }
+
+    pub fn log_config(&self) -> LogConfig {
+        LogConfig {
+            stream_name: self.stream.clone(),
+            replicas: self.replicas as usize,
+            request_timeout: Duration::from_secs(5),
+            ..LogConfig::default()
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn keys_are_exactly_64_hex_characters() {
+        assert!(parse_hex_key(&"ab".repeat(32)).is_ok());
+        assert!(parse_hex_key(&"ab".repeat(31)).is_err());
+        assert!(parse_hex_key(&"zz".repeat(32)).is_err());
+        assert_eq!(
+            format!("{:?}", parse_hex_key(&"ab".repeat(32)).unwrap()),
+            "HexKey(<redacted>)"
+        );
+    }
+
+    #[test]
+    fn a_malformed_setting_is_refused_naming_it() {
+        let err = Cli::try_parse_from(["chronicle", "--replicas", "9", "serve"]).unwrap_err();
+        assert!(err.to_string().contains("--replicas"), "{err}");
+        let err = Cli::try_parse_from(["chronicle", "--stream", "a.b", "serve"]).unwrap_err();
+        assert!(err.to_string().contains("--stream"), "{err}");
+    }
+}

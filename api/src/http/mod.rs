@@ -1,0 +1,112 @@
+//! The HTTP application: routers kept apart by concern (health now; commands, queries and
+//! audit beside it), a request id on every answer, problem+json for every error.
+
+use std::time::Duration;
+
+use axum::Router;
+use axum::extract::Request;
+use axum::http::{HeaderName, HeaderValue, StatusCode};
+use axum::middleware::{self, Next};
+use axum::response::{IntoResponse, Response};
+use tower_http::limit::RequestBodyLimitLayer;
+use tower_http::timeout::TimeoutLayer;
+use uuid::Uuid;
+
+use crate::error::{ApiError, Code, REQUEST_ID};
+use crate::state::AppState;
+
+pub mod health;
+
+pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
+/// Bodies larger than this are refused with `413 PAYLOAD_TOO_LARGE`.
+pub const BODY_LIMIT: usize = 1024 * 1024;
+
+/// The whole application.
+pub fn app(state: AppState) -> Router {
+    Router::new()
+        .merge(health::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .with_state(state)
+        .layer(middleware::from_fn(problem_for_bare_errors))
+        .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
+        .layer(TimeoutLayer::with_status_code(
+            StatusCode::SERVICE_UNAVAILABLE,
+            Duration::from_secs(30),
+        ))
+        .layer(middleware::from_fn(request_id))
+}
+
+async fn not_found() -> ApiError {
+    ApiError::not_found("no such route")
+}
+
+async fn method_not_allowed() -> ApiError {
+    ApiError::new(
+        Code::MethodNotAllowed,
+        "this route does not take that method",
+    )
+}
+
+/// Takes the caller's `X-Request-Id` when it is a sane token, else makes one; answers it
+/// and makes it available to handlers (problem bodies, log spans).
+async fn request_id(req: Request, next: Next) -> Response {
+    let id = req
+        .headers()
+        .get(&REQUEST_ID_HEADER)
+        .and_then(|v| v.to_str().ok())
+        .filter(|v| {
+            !v.is_empty()
+                && v.len() <= 128
+                && v.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_' | b'.'))
+        })
+        .map(str::to_owned)
+        .unwrap_or_else(|| Uuid::now_v7().to_string());
+    let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
+    let started = std::time::Instant::now();
+    let mut response = REQUEST_ID
+        .scope(id.clone(), async move {
+            let _enter = span.enter();
+            let response = next.run(req).await;
+            tracing::info!(
+                status = response.status().as_u16(),
+                latency_ms = started.elapsed().as_secs_f64() * 1000.0,
+                "answered"
+            );
+            response
+        })
+        .await;
+    if let Ok(v) = HeaderValue::from_str(&id) {
+        response.headers_mut().insert(REQUEST_ID_HEADER, v);
+    }
+    response
+}
+
+/// Layers below (body limit, time-out, axum's own extractors) answer some errors with a
+/// bare status or plain text; give those a problem+json body instead.
+async fn problem_for_bare_errors(req: Request, next: Next) -> Response {
+    let response = next.run(req).await;
+    // Only bare answers: no body type, or the plain text of axum's own rejections.
+    let bare = response
+        .headers()
+        .get(axum::http::header::CONTENT_TYPE)
+        .is_none_or(|v| v.as_bytes().starts_with(b"text/plain"));
+    if !bare || response.status().is_success() || response.status().is_redirection() {
+        return response;
+    }
+    let code = match response.status() {
+        StatusCode::PAYLOAD_TOO_LARGE => Code::PayloadTooLarge,
+        StatusCode::NOT_FOUND => Code::NotFound,
+        StatusCode::METHOD_NOT_ALLOWED => Code::MethodNotAllowed,
+        StatusCode::UNSUPPORTED_MEDIA_TYPE | StatusCode::BAD_REQUEST => Code::MalformedRequest,
+        StatusCode::UNPROCESSABLE_ENTITY => Code::ValidationFailed,
+        StatusCode::SERVICE_UNAVAILABLE => Code::LogUnavailable,
+        _ => return response,
+    };
+    let detail = match code {
+        Code::PayloadTooLarge => format!("the body exceeds {BODY_LIMIT} bytes"),
+        _ => code.as_str().to_lowercase().replace('_', " "),
+    };
+    ApiError::new(code, detail).into_response()
+}

@@ -1,0 +1,13 @@
+//! The `chronicle` binary's library: configuration, the HTTP API (axum) and the
+//! subcommands that run it (`dev`, `serve`, `migrate`).
+//!
+//! Kept as a library so that tests can start the real application in-process against
+//! the real NATS and Postgres.
+
+pub mod config;
+pub mod dev;
+pub mod error;
+pub mod http;
+pub mod server;
+pub mod state;
+pub mod telemetry;
