@@ -22,7 +22,7 @@ impl Migration {
 pub const MIGRATIONS: &[Migration] = include!(concat!(env!("OUT_DIR"), "/migrations.rs"));
 
 /// Serializes concurrent migrators (any constant; this one spells "chron").
-const LOCK_KEY: i64 = 0x6368_726f_6e;
+const LOCK_KEY: i64 = 0x0063_6872_6f6e;
 
 #[derive(Debug, thiserror::Error)]
 pub enum MigrateError {
