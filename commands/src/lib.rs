@@ -1,1 +1,85 @@
-//! placeholder
+//! The command side's pure core: one *decider* per aggregate.
+//!
+//! A decider is three plain functions — [`Decider::initial_state`], [`Decider::decide`]
+//! (a command and the current state give events, or a [`Rejection`]) and
+//! [`Decider::evolve`] (a state and an event give the next state). They do no I/O: the
+//! command handler at the edge loads a stream, folds it with `evolve`, calls `decide` and
+//! appends what comes out with the version it decided on.
+
+pub mod job;
+
+use chronicle_events::domain::DomainEvent;
+
+/// Why a command was refused; each maps to one problem code of the contract.
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum RejectionCode {
+    NotFound,
+    AlreadyExists,
+    InvalidTransition,
+    ValidationFailed,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
+#[error("{message}")]
+pub struct Rejection {
+    pub code: RejectionCode,
+    pub message: String,
+    /// The field at fault, for validation errors.
+    pub field: Option<&'static str>,
+}
+
+impl Rejection {
+    pub fn new(code: RejectionCode, message: impl Into<String>) -> Self {
+        Rejection {
+            code,
+            message: message.into(),
+            field: None,
+        }
+    }
+
+    pub fn invalid(field: &'static str, message: impl Into<String>) -> Self {
+        Rejection {
+            code: RejectionCode::ValidationFailed,
+            message: message.into(),
+            field: Some(field),
+        }
+    }
+}
+
+/// One aggregate's decision logic.
+pub trait Decider {
+    type Command;
+    type Event: DomainEvent;
+    type State: Clone;
+
+    fn initial_state() -> Self::State;
+    fn decide(command: &Self::Command, state: &Self::State) -> Result<Vec<Self::Event>, Rejection>;
+    fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
+
+    /// The state after `events`, from the initial state.
+    fn fold<'a>(events: impl IntoIterator<Item = &'a Self::Event>) -> Self::State
+    where
+        Self::Event: 'a,
+    {
+        events
+            .into_iter()
+            .fold(Self::initial_state(), |s, e| Self::evolve(s, e))
+    }
+}
+
+/// Checks a free-text field: not blank, at most `max` characters.
+pub fn require_text(field: &'static str, value: &str, max: usize) -> Result<(), Rejection> {
+    if value.trim().is_empty() {
+        return Err(Rejection::invalid(
+            field,
+            format!("{field} must not be empty"),
+        ));
+    }
+    if value.chars().count() > max {
+        return Err(Rejection::invalid(
+            field,
+            format!("{field} must be at most {max} characters"),
+        ));
+    }
+    Ok(())
+}
