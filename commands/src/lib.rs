@@ -6,7 +6,13 @@
 //! command handler at the edge loads a stream, folds it with `evolve`, calls `decide` and
 //! appends what comes out with the version it decided on.
 
+pub mod agent;
+pub mod approval;
+pub mod chart;
+pub mod entry;
+pub mod governance;
 pub mod job;
+pub mod user;
 
 use chronicle_events::domain::DomainEvent;
 
@@ -17,6 +23,11 @@ pub enum RejectionCode {
     AlreadyExists,
     InvalidTransition,
     ValidationFailed,
+    UnbalancedEntry,
+    AccountClosed,
+    UnknownAccount,
+    CurrencyMismatch,
+    UnknownAgent,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]

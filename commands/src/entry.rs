@@ -1,0 +1,455 @@
+//! The journal-entry decider: a balanced entry is posted once and reversed at most once.
+//!
+//! A posting is checked against the chart of accounts as of its decision (the handler
+//! loads the accounts its lines name): two or more lines, each exactly one of debit and
+//! credit, a positive amount in integer minor units, on an open account of the line's
+//! currency; per currency, debits equal credits. Sums are checked for overflow; nothing
+//! is rounded.
+
+use std::collections::{BTreeMap, HashMap};
+
+use chronicle_events::domain::EntryEvent;
+use chronicle_events::domain::entry::{JournalEntryPosted, JournalEntryReversed, JournalLine};
+use chronicle_events::domain::money::MinorUnits;
+use chronicle_events::stream_id::valid_id;
+use chrono::NaiveDate;
+
+use crate::chart::Account;
+use crate::{Decider, Rejection, RejectionCode, require_text};
+
+pub const MAX_LINES: usize = 500;
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum EntryCommand {
+    Post {
+        entry_id: String,
+        effective_date: NaiveDate,
+        memo: String,
+        lines: Vec<JournalLine>,
+    },
+    Reverse {
+        reason: String,
+        reversal_entry_id: String,
+    },
+}
+
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct Entry {
+    pub posted: JournalEntryPosted,
+    pub reversed_by: Option<String>,
+}
+
+pub struct EntryDecider;
+
+/// Checks a posting against the chart as of the decision (`accounts` by code).
+pub fn check_posting(
+    lines: &[JournalLine],
+    accounts: &HashMap<String, Account>,
+) -> Result<(), Rejection> {
+    if lines.len() < 2 {
+        return Err(Rejection::invalid(
+            "lines",
+            "an entry has two or more lines",
+        ));
+    }
+    if lines.len() > MAX_LINES {
+        return Err(Rejection::invalid(
+            "lines",
+            format!("an entry has at most {MAX_LINES} lines"),
+        ));
+    }
+    // Per currency: (debits, credits).
+    let mut sums: BTreeMap<&str, (i64, i64)> = BTreeMap::new();
+    for (i, line) in lines.iter().enumerate() {
+        let amount = match (line.debit, line.credit) {
+            (Some(d), None) => d,
+            (None, Some(c)) => c,
+            _ => {
+                return Err(Rejection::invalid(
+                    "lines",
+                    format!("line {}: exactly one of debit and credit", i + 1),
+                ));
+            }
+        };
+        if amount <= MinorUnits(0) {
+            return Err(Rejection::invalid(
+                "lines",
+                format!("line {}: the amount must be positive", i + 1),
+            ));
+        }
+        let account = accounts.get(&line.account).ok_or_else(|| {
+            Rejection::new(
+                RejectionCode::UnknownAccount,
+                format!("line {}: no account {}", i + 1, line.account),
+            )
+        })?;
+        if !account.open {
+            return Err(Rejection::new(
+                RejectionCode::AccountClosed,
+                format!("line {}: account {} is closed", i + 1, account.code),
+            ));
+        }
+        if account.currency != line.currency {
+            return Err(Rejection::new(
+                RejectionCode::CurrencyMismatch,
+                format!(
+                    "line {}: account {} is in {}, the line in {}",
+                    i + 1,
+                    account.code,
+                    account.currency,
+                    line.currency
+                ),
+            ));
+        }
+        let overflow = || {
+            Rejection::invalid(
+                "lines",
+                format!("the {} amounts overflow 2^63-1", line.currency),
+            )
+        };
+        let sum = sums.entry(line.currency.as_str()).or_default();
+        if line.debit.is_some() {
+            sum.0 = sum.0.checked_add(amount.0).ok_or_else(overflow)?;
+        } else {
+            sum.1 = sum.1.checked_add(amount.0).ok_or_else(overflow)?;
+        }
+    }
+    for (currency, (debits, credits)) in sums {
+        if debits != credits {
+            return Err(Rejection::new(
+                RejectionCode::UnbalancedEntry,
+                format!("{currency}: debits {debits} ≠ credits {credits}"),
+            ));
+        }
+    }
+    Ok(())
+}
+
+/// The mirror of a posted entry: every debit a credit and the reverse.
+pub fn mirror(
+    original: &JournalEntryPosted,
+    reversal_entry_id: &str,
+    effective_date: NaiveDate,
+) -> JournalEntryPosted {
+    JournalEntryPosted {
+        entry_id: reversal_entry_id.to_owned(),
+        effective_date,
+        memo: format!("Reversal of {}", original.entry_id),
+        lines: original
+            .lines
+            .iter()
+            .map(|l| JournalLine {
+                account: l.account.clone(),
+                debit: l.credit,
+                credit: l.debit,
+                currency: l.currency.clone(),
+            })
+            .collect(),
+        reverses: Some(original.entry_id.clone()),
+    }
+}
+
+impl EntryDecider {
+    /// Decides a command with the chart of accounts as of now.
+    pub fn decide_with_chart(
+        command: &EntryCommand,
+        state: &Option<Entry>,
+        accounts: &HashMap<String, Account>,
+    ) -> Result<Vec<EntryEvent>, Rejection> {
+        match (command, state) {
+            (
+                EntryCommand::Post {
+                    entry_id,
+                    effective_date,
+                    memo,
+                    lines,
+                },
+                None,
+            ) => {
+                if !valid_id(entry_id) {
+                    return Err(Rejection::invalid(
+                        "entry_id",
+                        "entry_id must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', ':' or '@'",
+                    ));
+                }
+                if memo.chars().count() > 2000 {
+                    return Err(Rejection::invalid(
+                        "memo",
+                        "memo must be at most 2000 characters",
+                    ));
+                }
+                check_posting(lines, accounts)?;
+                Ok(vec![
+                    JournalEntryPosted {
+                        entry_id: entry_id.clone(),
+                        effective_date: *effective_date,
+                        memo: memo.clone(),
+                        lines: lines.clone(),
+                        reverses: None,
+                    }
+                    .into(),
+                ])
+            }
+            (EntryCommand::Post { entry_id, .. }, Some(_)) => Err(Rejection::new(
+                RejectionCode::AlreadyExists,
+                format!("entry {entry_id} already exists"),
+            )),
+            (EntryCommand::Reverse { .. }, None) => {
+                Err(Rejection::new(RejectionCode::NotFound, "no such entry"))
+            }
+            (
+                EntryCommand::Reverse {
+                    reason,
+                    reversal_entry_id,
+                },
+                Some(entry),
+            ) => {
+                require_text("reason", reason, 2000)?;
+                if let Some(by) = &entry.reversed_by {
+                    return Err(Rejection::new(
+                        RejectionCode::InvalidTransition,
+                        format!(
+                            "entry {} is already reversed by {by}",
+                            entry.posted.entry_id
+                        ),
+                    ));
+                }
+                // The mirror must itself be a valid posting today.
+                let m = mirror(
+                    &entry.posted,
+                    reversal_entry_id,
+                    entry.posted.effective_date,
+                );
+                check_posting(&m.lines, accounts)?;
+                Ok(vec![
+                    JournalEntryReversed {
+                        reason: reason.clone(),
+                        reversal_entry_id: reversal_entry_id.clone(),
+                    }
+                    .into(),
+                ])
+            }
+        }
+    }
+}
+
+impl Decider for EntryDecider {
+    type Command = EntryCommand;
+    type Event = EntryEvent;
+    type State = Option<Entry>;
+
+    fn initial_state() -> Option<Entry> {
+        None
+    }
+
+    /// Without a chart every line names an unknown account; the handler uses
+    /// [`EntryDecider::decide_with_chart`].
+    fn decide(command: &EntryCommand, state: &Option<Entry>) -> Result<Vec<EntryEvent>, Rejection> {
+        Self::decide_with_chart(command, state, &HashMap::new())
+    }
+
+    fn evolve(state: Option<Entry>, event: &EntryEvent) -> Option<Entry> {
+        match event {
+            EntryEvent::JournalEntryPosted(e) => Some(Entry {
+                posted: e.clone(),
+                reversed_by: None,
+            }),
+            EntryEvent::JournalEntryReversed(e) => state.map(|entry| Entry {
+                reversed_by: Some(e.reversal_entry_id.clone()),
+                ..entry
+            }),
+        }
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use chronicle_events::domain::chart::AccountType;
+    use proptest::prelude::*;
+
+    fn chart() -> HashMap<String, Account> {
+        let acc = |code: &str, currency: &str, open: bool| {
+            (
+                code.to_owned(),
+                Account {
+                    code: code.into(),
+                    name: code.into(),
+                    account_type: AccountType::Asset,
+                    currency: currency.into(),
+                    open,
+                },
+            )
+        };
+        [
+            acc("cash", "EUR", true),
+            acc("sales", "EUR", true),
+            acc("usd", "USD", true),
+            acc("usd2", "USD", true),
+            acc("old", "EUR", false),
+        ]
+        .into_iter()
+        .collect()
+    }
+
+    fn line(account: &str, debit: Option<i64>, credit: Option<i64>, currency: &str) -> JournalLine {
+        JournalLine {
+            account: account.into(),
+            debit: debit.map(MinorUnits),
+            credit: credit.map(MinorUnits),
+            currency: currency.into(),
+        }
+    }
+
+    fn post(lines: Vec<JournalLine>) -> EntryCommand {
+        EntryCommand::Post {
+            entry_id: "e1".into(),
+            effective_date: NaiveDate::from_ymd_opt(2026, 1, 31).unwrap(),
+            memo: "sale".into(),
+            lines,
+        }
+    }
+
+    fn outcome(lines: Vec<JournalLine>) -> Result<Vec<EntryEvent>, Rejection> {
+        EntryDecider::decide_with_chart(&post(lines), &None, &chart())
+    }
+
+    fn code(lines: Vec<JournalLine>) -> RejectionCode {
+        outcome(lines).unwrap_err().code
+    }
+
+    #[test]
+    fn a_balanced_entry_posts() {
+        assert!(
+            outcome(vec![
+                line("cash", Some(1250), None, "EUR"),
+                line("sales", None, Some(1250), "EUR"),
+            ])
+            .is_ok()
+        );
+        // Balanced per currency, two currencies in one entry.
+        assert!(
+            outcome(vec![
+                line("cash", Some(5), None, "EUR"),
+                line("sales", None, Some(5), "EUR"),
+                line("usd", Some(i64::MAX), None, "USD"),
+                line("usd2", None, Some(i64::MAX), "USD"),
+            ])
+            .is_ok()
+        );
+    }
+
+    #[test]
+    fn every_rule_has_its_code() {
+        use RejectionCode::*;
+        assert_eq!(
+            code(vec![line("cash", Some(1), None, "EUR")]),
+            ValidationFailed
+        );
+        assert_eq!(
+            code(vec![
+                line("cash", Some(1), Some(1), "EUR"),
+                line("sales", None, Some(1), "EUR")
+            ]),
+            ValidationFailed
+        );
+        assert_eq!(
+            code(vec![
+                line("cash", Some(0), None, "EUR"),
+                line("sales", None, Some(0), "EUR")
+            ]),
+            ValidationFailed
+        );
+        assert_eq!(
+            code(vec![
+                line("cash", Some(2), None, "EUR"),
+                line("sales", None, Some(1), "EUR")
+            ]),
+            UnbalancedEntry
+        );
+        assert_eq!(
+            code(vec![
+                line("cash", Some(1), None, "EUR"),
+                line("nope", None, Some(1), "EUR")
+            ]),
+            UnknownAccount
+        );
+        assert_eq!(
+            code(vec![
+                line("cash", Some(1), None, "EUR"),
+                line("old", None, Some(1), "EUR")
+            ]),
+            AccountClosed
+        );
+        assert_eq!(
+            code(vec![
+                line("cash", Some(1), None, "USD"),
+                line("usd", None, Some(1), "USD")
+            ]),
+            CurrencyMismatch
+        );
+        assert_eq!(
+            code(vec![
+                line("usd", Some(i64::MAX), None, "USD"),
+                line("usd", Some(1), None, "USD"),
+                line("usd2", None, Some(1), "USD")
+            ]),
+            ValidationFailed,
+            "overflow is refused, never wrapped"
+        );
+    }
+
+    #[test]
+    fn reversed_once_with_a_mirror() {
+        let events = outcome(vec![
+            line("cash", Some(10), None, "EUR"),
+            line("sales", None, Some(10), "EUR"),
+        ])
+        .unwrap();
+        let s = EntryDecider::fold(&events);
+        let reverse = EntryCommand::Reverse {
+            reason: "typo".into(),
+            reversal_entry_id: "e1-rev".into(),
+        };
+        let rev = EntryDecider::decide_with_chart(&reverse, &s, &chart()).unwrap();
+        let m = mirror(
+            &s.as_ref().unwrap().posted,
+            "e1-rev",
+            s.as_ref().unwrap().posted.effective_date,
+        );
+        assert_eq!(m.lines[0].credit, Some(MinorUnits(10)));
+        assert_eq!(m.reverses.as_deref(), Some("e1"));
+        let s = EntryDecider::evolve(s, &rev[0]);
+        assert_eq!(
+            EntryDecider::decide_with_chart(&reverse, &s, &chart())
+                .unwrap_err()
+                .code,
+            RejectionCode::InvalidTransition
+        );
+    }
+
+    proptest! {
+        /// Any accepted entry balances per currency.
+        #[test]
+        fn any_accepted_entry_balances(
+            raw in proptest::collection::vec((0usize..5, any::<bool>(), -5i64..i64::MAX, any::<bool>()), 0..8)
+        ) {
+            let codes = ["cash", "sales", "usd", "usd2", "old"];
+            let lines: Vec<JournalLine> = raw
+                .iter()
+                .map(|(a, debit, amount, eur)| {
+                    let cur = if *eur { "EUR" } else { "USD" };
+                    if *debit { line(codes[*a], Some(*amount), None, cur) } else { line(codes[*a], None, Some(*amount), cur) }
+                })
+                .collect();
+            if outcome(lines.clone()).is_ok() {
+                let mut sums: BTreeMap<String, i128> = BTreeMap::new();
+                for l in &lines {
+                    let s = sums.entry(l.currency.clone()).or_default();
+                    *s += l.debit.map_or(0, |d| d.0 as i128) - l.credit.map_or(0, |c| c.0 as i128);
+                }
+                prop_assert!(sums.values().all(|s| *s == 0));
+            }
+        }
+    }
+}
