@@ -9,10 +9,15 @@
 pub mod agent;
 pub mod approval;
 pub mod chart;
+pub mod command;
 pub mod entry;
 pub mod governance;
+pub mod handler;
 pub mod job;
 pub mod user;
+
+pub use command::Command;
+pub use handler::{Answer, CommandHandler, Ctx, EscalatedResult, Executed, HandlerError};
 
 use chronicle_events::domain::DomainEvent;
 

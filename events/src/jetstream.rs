@@ -834,17 +834,25 @@ impl EventLog for JetStreamLog {
         stream: &StreamId,
         from_version: u64,
     ) -> Result<Vec<RecordedEvent>, LogError> {
+        let mut events = self.read_stream_after(stream, &StreamHead::EMPTY).await?;
+        events.retain(|e| e.version >= from_version);
+        Ok(events)
+    }
+
+    async fn read_stream_after(
+        &self,
+        stream: &StreamId,
+        head: &StreamHead,
+    ) -> Result<Vec<RecordedEvent>, LogError> {
         let subject = self.subject_of(stream);
         let mut out = Vec::new();
-        let mut seq = 1;
-        let mut version = 0u64;
+        let mut seq = head.position + 1;
+        let mut version = head.version;
         loop {
             let (raws, more) = self.read_raw_batch(seq, &subject, READ_BATCH).await?;
             for raw in &raws {
                 version += 1;
-                if version >= from_version {
-                    out.push(self.decode_raw(raw, version)?);
-                }
+                out.push(self.decode_raw(raw, version)?);
             }
             match raws.last() {
                 Some(last) if more => seq = last.position + 1,

@@ -172,6 +172,14 @@ pub trait EventLog: Send + Sync {
         from_version: u64,
     ) -> Result<Vec<RecordedEvent>, LogError>;
 
+    /// The events of one stream after `head` (a head read earlier), in order: how a cached
+    /// state catches up without reading the stream again from its start.
+    async fn read_stream_after(
+        &self,
+        stream: &StreamId,
+        head: &StreamHead,
+    ) -> Result<Vec<RecordedEvent>, LogError>;
+
     /// Where a stream stands, without reading its events.
     async fn stream_head(&self, stream: &StreamId) -> Result<StreamHead, LogError>;
 

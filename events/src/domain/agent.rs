@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::domain_events;
-use crate::stream_id::Domain;
 
 /// How far an agent is trusted, in increasing order.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
@@ -89,7 +88,7 @@ pub struct GovernanceDecisionRecorded {
 domain_events!(
     /// Events of an agent's stream.
     AgentEvent,
-    Domain::Agent,
+    Agent,
     [
         AgentRegistered,
         AgentMaturityChanged,

@@ -4,7 +4,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::domain_events;
-use crate::stream_id::Domain;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -53,6 +52,6 @@ pub struct ApprovalRejected {
 domain_events!(
     /// Events of an approval's stream.
     ApprovalEvent,
-    Domain::Approval,
+    Approval,
     [ApprovalRequested, ApprovalGranted, ApprovalRejected]
 );

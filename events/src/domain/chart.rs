@@ -4,7 +4,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::domain_events;
-use crate::stream_id::Domain;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "UPPERCASE")]
@@ -44,6 +43,6 @@ pub struct AccountClosed {}
 domain_events!(
     /// Events of one account's stream.
     ChartEvent,
-    Domain::Chart,
+    Chart,
     [AccountOpened, AccountClosed]
 );

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 
 use super::domain_events;
 use super::money::MinorUnits;
-use crate::stream_id::Domain;
 
 /// One line of an entry: exactly one of `debit` and `credit`, a positive amount.
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
@@ -39,6 +38,6 @@ pub struct JournalEntryReversed {
 domain_events!(
     /// Events of a journal entry's stream.
     EntryEvent,
-    Domain::Entry,
+    Entry,
     [JournalEntryPosted, JournalEntryReversed]
 );

@@ -4,7 +4,6 @@ use chrono::{DateTime, Utc};
 use serde::{Deserialize, Serialize};
 
 use super::domain_events;
-use crate::stream_id::Domain;
 
 /// The emergency bypass: while enabled (and before `until`, when given) every agent
 /// command goes through as `BYPASSED`.
@@ -19,6 +18,6 @@ pub struct GovernanceBypassChanged {
 domain_events!(
     /// Events of the governance switches' stream.
     GovernanceEvent,
-    Domain::Governance,
+    Governance,
     [GovernanceBypassChanged]
 );

@@ -3,7 +3,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::domain_events;
-use crate::stream_id::Domain;
 
 /// A job's status. Moves only along `PENDING→RUNNING→COMPLETED|FAILED`,
 /// `PENDING|RUNNING→CANCELLED` and `FAILED→PENDING` (retry).
@@ -71,7 +70,7 @@ pub struct JobRetried {}
 domain_events!(
     /// Events of a job's stream.
     JobEvent,
-    Domain::Job,
+    Job,
     [
         JobSubmitted,
         JobStarted,

@@ -32,7 +32,7 @@ pub use user::UserEvent;
 /// Defines a domain's event enum: adjacently tagged (`type`, `data`), each variant wrapping
 /// a payload struct of the same name, plus `event_type()` and the list of its types.
 macro_rules! domain_events {
-    ($(#[$meta:meta])* $name:ident, $domain:expr, [$($variant:ident),+ $(,)?]) => {
+    ($(#[$meta:meta])* $name:ident, $dv:ident, [$($variant:ident),+ $(,)?]) => {
         $(#[$meta])*
         #[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
         #[serde(tag = "type", content = "data")]
@@ -41,7 +41,13 @@ macro_rules! domain_events {
         }
 
         impl $crate::domain::DomainEvent for $name {
-            const DOMAIN: $crate::stream_id::Domain = $domain;
+            const DOMAIN: $crate::stream_id::Domain = $crate::stream_id::Domain::$dv;
+            fn from_event(event: &$crate::domain::Event) -> Option<&Self> {
+                match event {
+                    $crate::domain::Event::$dv(e) => Some(e),
+                    _ => None,
+                }
+            }
             const TYPES: &'static [&'static str] = &[$(stringify!($variant)),+];
             fn event_type(&self) -> &'static str {
                 match self {
@@ -71,6 +77,8 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Clone + Into<Event> {
     const DOMAIN: Domain;
     const TYPES: &'static [&'static str];
     fn event_type(&self) -> &'static str;
+    /// This domain's event inside `event`, if it is one.
+    fn from_event(event: &Event) -> Option<&Self>;
 }
 
 #[derive(Debug, Clone, PartialEq, thiserror::Error)]

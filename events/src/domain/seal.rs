@@ -3,7 +3,6 @@
 use serde::{Deserialize, Serialize};
 
 use super::domain_events;
-use crate::stream_id::Domain;
 
 /// `root` is the Merkle root of the hashes of the events at positions
 /// `from_position..=to_position` (seals excluded), `prev_seal` the previous seal's hash,
@@ -20,6 +19,6 @@ pub struct SealRecorded {
 domain_events!(
     /// Events of the seal chain.
     SealEvent,
-    Domain::Seal,
+    Seal,
     [SealRecorded]
 );

@@ -5,7 +5,6 @@ use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
 use super::domain_events;
-use crate::stream_id::Domain;
 
 /// What a token lets its holder do.
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
@@ -57,6 +56,6 @@ pub struct AllTokensRevoked {
 domain_events!(
     /// Events of a user's token stream.
     UserEvent,
-    Domain::User,
+    User,
     [TokenIssued, TokenRevoked, AllTokensRevoked]
 );
