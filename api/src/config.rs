@@ -30,6 +30,28 @@ pub enum Command {
     Serve,
     /// Applies the read-model migrations in migrations/.
     Migrate,
+    /// Tokens: `chronicle token issue --user U --role R [--ttl SECONDS]`.
+    #[command(subcommand)]
+    Token(TokenCommand),
+}
+
+#[derive(Debug, Subcommand)]
+pub enum TokenCommand {
+    /// Mints a token through the normal command path and prints it alone on stdout.
+    Issue {
+        #[arg(long)]
+        user: String,
+        #[arg(long, value_parser = parse_role)]
+        role: chronicle_events::domain::user::Role,
+        /// Lifetime in seconds (60 to 31 622 400; default 3600).
+        #[arg(long)]
+        ttl: Option<i64>,
+    },
+}
+
+fn parse_role(s: &str) -> Result<chronicle_events::domain::user::Role, String> {
+    serde_json::from_value(serde_json::Value::String(s.to_owned()))
+        .map_err(|_| "must be one of admin, writer, agent, analyst, auditor".to_owned())
 }
 
 #[derive(Debug, Clone, Args)]
@@ -69,6 +91,21 @@ pub fn parse_hex_key(s: &str) -> Result<HexKey, String> {
     Ok(HexKey(key))
 }
 
+fn parse_subject_prefix(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty()
+        && s.len() <= 64
+        && s.split('.').all(|t| {
+            !t.is_empty()
+                && t.bytes()
+                    .all(|b| b.is_ascii_alphanumeric() || b == b'_' || b == b'-')
+        });
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("must be dot-separated tokens of A-Z, a-z, 0-9, '_' or '-'".into())
+    }
+}
+
 fn parse_stream_name(s: &str) -> Result<String, String> {
     let ok = !s.is_empty()
         && s.len() <= 64
@@ -101,6 +138,10 @@ pub struct Settings {
     /// The JetStream stream holding the log.
     #[arg(long, env = "CHRONICLE_STREAM", default_value = "CHRONICLE", value_parser = parse_stream_name, global = true)]
     pub stream: String,
+    /// Subjects of the log are `<prefix>.<domain>.<id>`; change it only to run several
+    /// Chronicles on one NATS account.
+    #[arg(long, env = "CHRONICLE_SUBJECT_PREFIX", default_value = "chronicle.ev", value_parser = parse_subject_prefix, global = true)]
+    pub subject_prefix: String,
     /// Replicas of the stream: 1 on one node, 3 on a cluster.
     #[arg(long, env = "CHRONICLE_REPLICAS", default_value_t = 1, value_parser = clap::value_parser!(u8).range(1..=5), global = true)]
     pub replicas: u8,
@@ -144,9 +185,17 @@ impl Settings {
         })
     }
 
+    pub fn signing_key(&self) -> Result<&HexKey, Missing> {
+        self.signing_key.as_ref().ok_or(Missing {
+            name: "CHRONICLE_SIGNING_KEY",
+            flag: "--signing-key",
+        })
+    }
+
     pub fn log_config(&self) -> LogConfig {
         LogConfig {
             stream_name: self.stream.clone(),
+            subject_prefix: self.subject_prefix.clone(),
             replicas: self.replicas as usize,
             request_timeout: Duration::from_secs(5),
             ..LogConfig::default()

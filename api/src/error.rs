@@ -195,10 +195,52 @@ impl From<chronicle_events::LogError> for ApiError {
                     "the event log cannot be reached; retry shortly",
                 )
             }
+            L::TooLarge { max, .. } => ApiError::new(
+                Code::PayloadTooLarge,
+                format!("an event of this command would exceed {max} bytes"),
+            ),
             L::Corrupt { .. } | L::Invalid(_) => {
                 tracing::error!(error = %e, "event log refused an append");
                 ApiError::new(Code::Internal, "the request could not be completed")
             }
+        }
+    }
+}
+
+impl From<chronicle_commands::Rejection> for ApiError {
+    fn from(r: chronicle_commands::Rejection) -> Self {
+        use chronicle_commands::RejectionCode as R;
+        let code = match r.code {
+            R::NotFound => Code::NotFound,
+            R::AlreadyExists => Code::AlreadyExists,
+            R::InvalidTransition => Code::InvalidTransition,
+            R::ValidationFailed => Code::ValidationFailed,
+            R::UnbalancedEntry => Code::UnbalancedEntry,
+            R::AccountClosed => Code::AccountClosed,
+            R::UnknownAccount => Code::UnknownAccount,
+            R::CurrencyMismatch => Code::CurrencyMismatch,
+            R::UnknownAgent => Code::UnknownAgent,
+        };
+        let mut e = ApiError::new(code, r.message.clone());
+        if let Some(field) = r.field {
+            e = e.with_field(field, r.message);
+        }
+        e
+    }
+}
+
+impl From<chronicle_commands::HandlerError> for ApiError {
+    fn from(e: chronicle_commands::HandlerError) -> Self {
+        use chronicle_commands::HandlerError as H;
+        match e {
+            H::Rejected(r) => r.into(),
+            H::Forbidden(why) => ApiError::new(Code::Forbidden, why),
+            H::GovernanceDenied(why) => ApiError::new(Code::GovernanceDenied, why),
+            H::VersionConflict { stream, actual, .. } => ApiError::new(
+                Code::VersionConflict,
+                format!("{stream} is at version {actual}"),
+            ),
+            H::Log(e) => e.into(),
         }
     }
 }

@@ -4,10 +4,12 @@
 //! Kept as a library so that tests can start the real application in-process against
 //! the real NATS and Postgres.
 
+pub mod auth;
 pub mod config;
 pub mod dev;
 pub mod error;
 pub mod http;
+pub mod idempotency;
 pub mod server;
 pub mod state;
 pub mod telemetry;

@@ -3,8 +3,9 @@
 use std::process::ExitCode;
 
 use anyhow::{Context, Result};
-use chronicle_api::config::{Cli, Command, Settings};
+use chronicle_api::config::{Cli, Command, Settings, TokenCommand};
 use chronicle_api::{dev, server, telemetry};
+use chronicle_events::domain::user::Role;
 use clap::Parser;
 use clap::error::{ContextKind, ContextValue};
 use tokio::net::TcpListener;
@@ -57,6 +58,12 @@ async fn run(cli: Cli) -> Result<()> {
             Ok(())
         }
         Command::Serve => serve(cli.settings, None).await,
+        Command::Token(TokenCommand::Issue { user, role, ttl }) => {
+            let state = server::connect(&cli.settings).await?;
+            let token = server::issue_token(&state, &user, role, ttl).await?;
+            println!("{token}");
+            Ok(())
+        }
         Command::Dev(args) => {
             let env = dev::prepare(cli.settings, &args).await?;
             let applied = server::migrate(&env.settings).await?;
@@ -80,6 +87,8 @@ async fn serve(settings: Settings, dev_dir: Option<&std::path::Path>) -> Result<
     let addr = listener.local_addr()?;
     println!("Chronicle is listening on http://{addr}");
     if let Some(dir) = dev_dir {
+        let token = server::issue_token(&state, "admin", Role::Admin, Some(24 * 3600)).await?;
+        println!("  admin token (24 h): {token}");
         println!("  NATS_URL={}", settings.nats_url.as_deref().unwrap_or(""));
         println!(
             "  DATABASE_URL={}",

@@ -3,21 +3,84 @@
 
 use std::future::Future;
 
-use anyhow::{Context, Result};
-use chronicle_events::JetStreamLog;
-use tokio::net::TcpListener;
+use std::sync::Arc;
 
+use anyhow::{Context, Result};
+use chronicle_commands::{Answer, Command, CommandHandler, Ctx, Executed};
+use chronicle_events::Actor;
+use chronicle_events::JetStreamLog;
+use chronicle_events::domain::user::Role;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+use crate::auth::{Revocations, TokenSigner};
 use crate::config::Settings;
+use crate::idempotency::Idempotency;
 use crate::state::AppState;
 
-/// Connects to NATS (creating or checking the stream) and builds the Postgres pool.
+/// Connects to NATS (creating or checking the stream), reads the revoked tokens, opens
+/// the idempotency records and builds the Postgres pool.
 pub async fn connect(settings: &Settings) -> Result<AppState> {
+    let key = settings.signing_key()?;
     let log = JetStreamLog::connect(settings.nats_url()?, settings.log_config())
         .await
         .context("NATS_URL")?;
     let db =
         chronicle_projections::db::pool(settings.database_url()?, 32).context("DATABASE_URL")?;
-    Ok(AppState { log, db })
+    let revocations = Revocations::start(log.clone())
+        .await
+        .context("reading the revoked tokens from the log")?;
+    let idempotency = Idempotency::open(
+        log.jetstream(),
+        &settings.stream,
+        settings.replicas as usize,
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    Ok(AppState {
+        handler: Arc::new(CommandHandler::new(Arc::new(log.clone()))),
+        log,
+        db,
+        signer: Arc::new(TokenSigner::new(&key.0)),
+        revocations,
+        idempotency,
+    })
+}
+
+/// Mints a token through the normal command path, as the system: how the first admin
+/// gets a token (`chronicle token issue`, and `chronicle dev` at start-up).
+pub async fn issue_token(
+    state: &AppState,
+    user_id: &str,
+    role: Role,
+    ttl_seconds: Option<i64>,
+) -> Result<String> {
+    let ctx = Ctx {
+        command_id: Uuid::now_v7(),
+        correlation_id: Uuid::now_v7(),
+        causation_id: None,
+        actor: Actor::system("chronicle-cli"),
+        agent_id: None,
+        if_match: None,
+        now: chrono::Utc::now(),
+    };
+    let command = Command::IssueToken {
+        user_id: user_id.to_owned(),
+        role,
+        scopes: vec![],
+        ttl_seconds,
+    };
+    match state.handler.execute(&ctx, &command).await {
+        Ok(Answer::Done(Executed {
+            issued: Some((user, issued)),
+            ..
+        })) => state
+            .signer
+            .mint(&user, &issued)
+            .map_err(|e| anyhow::anyhow!(e.detail)),
+        Ok(_) => anyhow::bail!("the token was not issued"),
+        Err(e) => anyhow::bail!("{e}"),
+    }
 }
 
 /// Applies the read-model migrations.

@@ -1,10 +1,21 @@
-//! What every request handler shares: the log, the read-store pool.
+//! What every request handler shares: the log, the command handler, the read-store pool,
+//! the token signer, the revoked-token set and the idempotency records.
 
+use std::sync::Arc;
+
+use chronicle_commands::CommandHandler;
 use chronicle_events::JetStreamLog;
 use deadpool_postgres::Pool;
+
+use crate::auth::{Revocations, TokenSigner};
+use crate::idempotency::Idempotency;
 
 #[derive(Clone)]
 pub struct AppState {
     pub log: JetStreamLog,
+    pub handler: Arc<CommandHandler>,
     pub db: Pool,
+    pub signer: Arc<TokenSigner>,
+    pub revocations: Arc<Revocations>,
+    pub idempotency: Idempotency,
 }

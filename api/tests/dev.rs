@@ -142,7 +142,8 @@ async fn dev_starts_its_servers_answers_ready_stops_them_and_reuses_their_data()
 
     let mut dev = Dev::start(dir.path(), http, nats, pg);
     let ready = dev.wait_ready().await;
-    assert_eq!(ready["components"]["nats"]["last_position"], 1);
+    // The first start's admin token and the test's job, then this start's admin token.
+    assert_eq!(ready["components"]["nats"]["last_position"], 3);
     let log = JetStreamLog::connect(&format!("nats://127.0.0.1:{nats}"), LogConfig::default())
         .await
         .unwrap();
@@ -156,7 +157,8 @@ fn chronicle(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
     cmd.args(args)
         .env_remove("NATS_URL")
         .env_remove("DATABASE_URL")
-        .env_remove("CHRONICLE_REPLICAS");
+        .env_remove("CHRONICLE_REPLICAS")
+        .env_remove("CHRONICLE_SIGNING_KEY");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -170,6 +172,12 @@ fn chronicle(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
 #[test]
 fn a_missing_or_malformed_setting_stops_start_up_with_one_line_naming_it() {
     let (code, err) = chronicle(&["serve"], &[]);
+    assert_ne!(code, 0);
+    assert!(err.contains("CHRONICLE_SIGNING_KEY"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    let key = "ab".repeat(32);
+    let (code, err) = chronicle(&["serve"], &[("CHRONICLE_SIGNING_KEY", &key)]);
     assert_ne!(code, 0);
     assert!(err.contains("NATS_URL"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");

@@ -14,6 +14,8 @@ fn settings(database_url: &str) -> Settings {
         &nats,
         "--database-url",
         database_url,
+        "--signing-key",
+        &"ab".repeat(32),
         "serve",
     ])
     .settings

@@ -181,12 +181,13 @@ impl Command {
         }
     }
 
-    /// Whether a success creates the aggregate (`201`).
+    /// Whether a success creates something new (`201`): an aggregate, or a token.
     pub fn creates(&self) -> bool {
         use Command::*;
         matches!(
             self,
-            SubmitJob { .. }
+            IssueToken { .. }
+                | SubmitJob { .. }
                 | RequestApproval { .. }
                 | OpenAccount { .. }
                 | PostEntry { .. }

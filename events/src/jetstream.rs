@@ -512,6 +512,15 @@ impl JetStreamLog {
                 });
                 let hash = compute_hash(&envelope);
                 envelope["hash"] = Value::String(hash.clone());
+                let payload = Bytes::from(canonical_json(&envelope));
+                // Leave room for the headers within the server's message limit.
+                let max = (self.client.server_info().max_payload).saturating_sub(1024);
+                if payload.len() > max {
+                    return Err(LogError::TooLarge {
+                        size: payload.len(),
+                        max,
+                    });
+                }
                 let mut headers = HeaderMap::new();
                 headers.insert(MSG_ID, format!("{}:{n}", request.command_id).as_str());
                 headers.insert(VERSION_HEADER, version.to_string().as_str());
@@ -524,7 +533,7 @@ impl JetStreamLog {
                 out.push(OutMessage {
                     subject: subject.clone(),
                     headers,
-                    payload: Bytes::from(canonical_json(&envelope)),
+                    payload,
                     appended: AppendedEvent {
                         id: ids[n],
                         stream: write.stream.clone(),

@@ -141,7 +141,10 @@ pub enum LogError {
         expected: u64,
         actual: u64,
     },
-    /// The request itself is wrong (empty, too large, ...); nothing was written.
+    /// One event is larger than the server takes in one message; nothing was written.
+    #[error("an event of {size} bytes exceeds the log's limit of {max} bytes")]
+    TooLarge { size: usize, max: usize },
+    /// The request itself is wrong (empty, duplicate streams, ...); nothing was written.
     #[error("invalid append: {0}")]
     Invalid(String),
     /// NATS could not be reached or did not answer; the outcome of an append may be

@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, Code, REQUEST_ID};
 use crate::state::AppState;
 
+pub mod commands;
 pub mod health;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -25,15 +26,17 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
+        .merge(commands::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
-        .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
         ))
+        // Outside the body limit and the time-out, so their bare answers get a body too.
+        .layer(middleware::from_fn(problem_for_bare_errors))
         .layer(middleware::from_fn(request_id))
 }
 

@@ -1,0 +1,789 @@
+//! The command routes (`POST /v1/commands/...`): each parses its body, checks the caller's
+//! role, and runs one [`Command`] through the handler, with `If-Match` and
+//! `Idempotency-Key` honoured. Answers `200`/`201` with the appended events and
+//! `ETag: "<version>"`, or `202` when governance escalated an agent's command.
+
+use axum::Router;
+use axum::extract::{Path, State};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::response::{IntoResponse, Response};
+use axum::routing::post;
+use bytes::Bytes;
+use chronicle_commands::{Answer, Command, Ctx, EscalatedResult, Executed};
+use chronicle_events::domain::agent::Maturity;
+use chronicle_events::domain::chart::AccountType;
+use chronicle_events::domain::entry::JournalLine;
+use chronicle_events::domain::user::Role;
+use chronicle_events::{Actor, AppendedEvent};
+use chrono::{DateTime, NaiveDate, Utc};
+use serde::Deserialize;
+use serde::de::DeserializeOwned;
+use serde_json::{Value, json};
+use uuid::Uuid;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Code};
+use crate::idempotency::{Claim, Idempotency, StoredAnswer};
+use crate::state::AppState;
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/commands/users/{user_id}/tokens", post(issue_token))
+        .route(
+            "/v1/commands/users/{user_id}/tokens/revoke-all",
+            post(revoke_all_tokens),
+        )
+        .route(
+            "/v1/commands/users/{user_id}/tokens/{jti}/revoke",
+            post(revoke_token),
+        )
+        .route("/v1/commands/jobs", post(submit_job))
+        .route("/v1/commands/jobs/{id}/start", post(start_job))
+        .route("/v1/commands/jobs/{id}/complete", post(complete_job))
+        .route("/v1/commands/jobs/{id}/fail", post(fail_job))
+        .route("/v1/commands/jobs/{id}/cancel", post(cancel_job))
+        .route("/v1/commands/jobs/{id}/retry", post(retry_job))
+        .route("/v1/commands/approvals", post(request_approval))
+        .route("/v1/commands/approvals/{id}/approve", post(approve))
+        .route("/v1/commands/approvals/{id}/reject", post(reject))
+        .route("/v1/commands/accounts", post(open_account))
+        .route("/v1/commands/accounts/{code}/close", post(close_account))
+        .route("/v1/commands/journal-entries", post(post_entry))
+        .route(
+            "/v1/commands/journal-entries/{id}/reverse",
+            post(reverse_entry),
+        )
+        .route("/v1/commands/agents", post(register_agent))
+        .route("/v1/commands/agents/{id}/maturity", post(change_maturity))
+        .route("/v1/commands/governance/bypass", post(set_bypass))
+}
+
+/// Parses a JSON body (an empty body reads as `{}`). Bad JSON, wrong types and unknown
+/// fields are `400 MALFORMED_REQUEST` with serde's description of what is wrong.
+fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, ApiError> {
+    let bytes: &[u8] = if body.iter().all(u8::is_ascii_whitespace) {
+        b"{}"
+    } else {
+        let json = headers
+            .get(header::CONTENT_TYPE)
+            .and_then(|v| v.to_str().ok())
+            .is_some_and(|ct| {
+                let ct = ct.split(';').next().unwrap_or("").trim();
+                ct.eq_ignore_ascii_case("application/json") || ct.ends_with("+json")
+            });
+        if !json {
+            return Err(ApiError::new(
+                Code::MalformedRequest,
+                "the body must be JSON with `Content-Type: application/json`",
+            ));
+        }
+        body
+    };
+    serde_json::from_slice(bytes).map_err(|e| {
+        let mut detail = format!("the body does not fit this command: {e}");
+        detail.truncate(300);
+        ApiError::new(Code::MalformedRequest, detail)
+    })
+}
+
+/// Ids a command creates when the body does not name them: derived from the command id,
+/// so a retried request (same `Idempotency-Key`) names the same aggregate.
+fn derived_id(command_id: Uuid, what: &str) -> String {
+    Uuid::new_v5(&command_id, what.as_bytes()).to_string()
+}
+
+/// Which roles may run which command (agents are further governed by maturity).
+fn authorize(caller: &Caller, command: &Command) -> Result<(), ApiError> {
+    let own_tokens = match command {
+        Command::RevokeToken { user_id, .. } | Command::RevokeAllTokens { user_id, .. } => {
+            user_id == &caller.user_id
+        }
+        _ => false,
+    };
+    let action = command.action();
+    let allowed = match caller.role {
+        Role::Admin => true,
+        Role::Agent => {
+            if action.complexity().is_none() {
+                return Err(ApiError::new(
+                    Code::Forbidden,
+                    format!("agents may not {}", action.name()),
+                ));
+            }
+            true
+        }
+        Role::Writer => {
+            !matches!(
+                command,
+                Command::IssueToken { .. }
+                    | Command::RegisterAgent { .. }
+                    | Command::ChangeMaturity { .. }
+                    | Command::SetBypass { .. }
+            ) && (own_tokens
+                || !matches!(
+                    command,
+                    Command::RevokeToken { .. } | Command::RevokeAllTokens { .. }
+                ))
+        }
+        Role::Analyst | Role::Auditor => own_tokens,
+    };
+    if allowed {
+        Ok(())
+    } else {
+        Err(ApiError::new(
+            Code::Forbidden,
+            format!(
+                "the {} role may not {}",
+                caller.role.as_str(),
+                action.name()
+            ),
+        ))
+    }
+}
+
+fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
+    let Some(v) = headers.get(header::IF_MATCH) else {
+        return Ok(None);
+    };
+    v.to_str()
+        .ok()
+        .map(|s| s.trim().trim_start_matches("W/").trim_matches('"'))
+        .and_then(|s| s.parse::<u64>().ok())
+        .map(Some)
+        .ok_or_else(|| {
+            ApiError::new(
+                Code::MalformedRequest,
+                "If-Match must be a version in quotes, e.g. \"3\"",
+            )
+        })
+}
+
+fn events_json(events: &[AppendedEvent]) -> Vec<Value> {
+    events
+        .iter()
+        .map(|e| json!({ "id": e.id, "type": e.event_type, "stream": e.stream, "position": e.position }))
+        .collect()
+}
+
+/// The answer of an executed command.
+fn executed_answer(state: &AppState, ex: &Executed) -> Result<StoredAnswer, ApiError> {
+    let mut body = json!({
+        "command_id": ex.command_id,
+        "stream": ex.stream,
+        "version": ex.version,
+        "position": ex.position,
+        "events": events_json(&ex.events),
+    });
+    if let Some((user_id, issued)) = &ex.issued {
+        body["token"] = json!(state.signer.mint(user_id, issued)?);
+        body["jti"] = json!(issued.jti);
+        body["expires_at"] = json!(issued.expires_at);
+    }
+    if let Some(escalated) = &ex.escalated {
+        body["escalated"] = match escalated {
+            EscalatedResult::Executed { command_id, events } => json!({
+                "outcome": "EXECUTED",
+                "command_id": command_id,
+                "events": events_json(events),
+            }),
+            EscalatedResult::Rejected(r) => {
+                let e = ApiError::from(r.clone());
+                json!({ "outcome": "REJECTED", "code": e.code.as_str(), "detail": e.detail })
+            }
+        };
+    }
+    Ok(StoredAnswer {
+        status: if ex.created { 201 } else { 200 },
+        etag: Some(format!("\"{}\"", ex.version)),
+        body,
+    })
+}
+
+fn into_response(answer: StoredAnswer) -> Response {
+    let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
+    let mut response = (status, axum::Json(answer.body)).into_response();
+    if let Some(etag) = answer.etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
+        response.headers_mut().insert(header::ETAG, etag);
+    }
+    response
+}
+
+/// Runs one command for `caller`: role check, idempotency, governance (in the handler),
+/// and the local effects of a revoke.
+async fn run(
+    state: &AppState,
+    caller: Caller,
+    headers: &HeaderMap,
+    route: &str,
+    body: &Bytes,
+    build: impl FnOnce(Uuid) -> Command,
+) -> Result<Response, ApiError> {
+    let if_match = if_match(headers)?;
+    let key = headers
+        .get("idempotency-key")
+        .map(|v| {
+            v.to_str()
+                .map_err(|_| ApiError::new(Code::MalformedRequest, "Idempotency-Key must be ASCII"))
+        })
+        .transpose()?;
+    let (command_id, kv_key) = match key {
+        None => (Uuid::now_v7(), None),
+        Some(key) => {
+            Idempotency::check_key(key)?;
+            match state
+                .idempotency
+                .claim(&caller.user_id, route, key, body)
+                .await?
+            {
+                Claim::Replay(answer) => return Ok(into_response(answer)),
+                Claim::Run { command_id, kv_key } => (command_id, Some(kv_key)),
+            }
+        }
+    };
+    let command = build(command_id);
+    let result = execute(state, &caller, &command, command_id, if_match, headers).await;
+    if let Some(kv_key) = kv_key {
+        // A success is recorded and replayed for 24 h. An error releases the key: it
+        // changed nothing, and the same request may succeed once the caller has fixed
+        // what was wrong (or the log is back).
+        state
+            .idempotency
+            .finish(&kv_key, body, result.as_ref().ok().cloned())
+            .await;
+    }
+    result.map(into_response)
+}
+
+async fn execute(
+    state: &AppState,
+    caller: &Caller,
+    command: &Command,
+    command_id: Uuid,
+    if_match: Option<u64>,
+    headers: &HeaderMap,
+) -> Result<StoredAnswer, ApiError> {
+    authorize(caller, command)?;
+    let correlation_id = headers
+        .get("x-correlation-id")
+        .and_then(|v| v.to_str().ok())
+        .and_then(|v| v.parse::<Uuid>().ok())
+        .unwrap_or(command_id);
+    let is_agent = caller.role == Role::Agent;
+    let ctx = Ctx {
+        command_id,
+        correlation_id,
+        causation_id: None,
+        actor: if is_agent {
+            Actor::agent(caller.user_id.clone())
+        } else {
+            Actor::user(caller.user_id.clone())
+        },
+        agent_id: is_agent.then(|| caller.user_id.clone()),
+        if_match,
+        now: Utc::now(),
+    };
+    let answer = state.handler.execute(&ctx, command).await?;
+    let answer = match answer {
+        Answer::Done(ex) => executed_answer(state, &ex)?,
+        Answer::Escalated {
+            approval_id,
+            executed,
+        } => StoredAnswer {
+            status: 202,
+            etag: None,
+            body: json!({
+                "approval_id": approval_id,
+                "command_id": executed.command_id,
+                "stream": executed.stream,
+                "position": executed.position,
+                "events": events_json(&executed.events),
+            }),
+        },
+    };
+    // A revoke takes effect here at once; other processes follow the log.
+    match command {
+        Command::RevokeToken { jti, .. } if answer.status < 300 => {
+            state.revocations.revoke([*jti]);
+        }
+        Command::RevokeAllTokens { user_id, .. } if answer.status < 300 => {
+            if let Ok(stream) = command.stream() {
+                let tokens = state
+                    .handler
+                    .load::<chronicle_commands::user::UserDecider>(&stream, true)
+                    .await
+                    .map_err(ApiError::from)?;
+                state.revocations.revoke(
+                    tokens
+                        .state
+                        .tokens
+                        .iter()
+                        .filter(|(_, t)| t.revoked)
+                        .map(|(j, _)| *j),
+                );
+                tracing::info!(user_id, "all tokens revoked");
+            }
+        }
+        _ => {}
+    }
+    Ok(answer)
+}
+
+// ---- bodies -----------------------------------------------------------------------
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct IssueTokenBody {
+    role: Role,
+    #[serde(default)]
+    scopes: Vec<String>,
+    ttl_seconds: Option<i64>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReasonBody {
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OptionalReasonBody {
+    reason: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct EmptyBody {}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct SubmitJobBody {
+    job_id: Option<String>,
+    agent_id: String,
+    kind: String,
+    #[serde(default)]
+    input: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct CompleteBody {
+    #[serde(default)]
+    result: Value,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct FailBody {
+    error: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RequestApprovalBody {
+    approval_id: Option<String>,
+    action: String,
+    #[serde(default)]
+    payload: Value,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct OpenAccountBody {
+    code: String,
+    name: String,
+    #[serde(rename = "type")]
+    account_type: AccountType,
+    currency: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct PostEntryBody {
+    entry_id: Option<String>,
+    effective_date: NaiveDate,
+    #[serde(default)]
+    memo: String,
+    lines: Vec<LineBody>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct LineBody {
+    account: String,
+    debit: Option<chronicle_events::domain::MinorUnits>,
+    credit: Option<chronicle_events::domain::MinorUnits>,
+    currency: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct ReverseBody {
+    reason: String,
+    reversal_entry_id: Option<String>,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct RegisterAgentBody {
+    agent_id: String,
+    name: String,
+    maturity: Maturity,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct MaturityBody {
+    maturity: Maturity,
+    reason: String,
+}
+
+#[derive(Deserialize)]
+#[serde(deny_unknown_fields)]
+struct BypassBody {
+    enabled: bool,
+    reason: String,
+    until: Option<DateTime<Utc>>,
+}
+
+// ---- routes -----------------------------------------------------------------------
+
+type Res = Result<Response, ApiError>;
+
+async fn issue_token(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let b: IssueTokenBody = parse(&headers, &body)?;
+    run(&s, caller, &headers, "token.issue", &body, |_| {
+        Command::IssueToken {
+            user_id,
+            role: b.role,
+            scopes: b.scopes,
+            ttl_seconds: b.ttl_seconds,
+        }
+    })
+    .await
+}
+
+async fn revoke_token(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((user_id, jti)): Path<(String, String)>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let b: ReasonBody = parse(&headers, &body)?;
+    let jti: Uuid = jti
+        .parse()
+        .map_err(|_| ApiError::not_found("no such token for this user"))?;
+    run(&s, caller, &headers, "token.revoke", &body, |_| {
+        Command::RevokeToken {
+            user_id,
+            jti,
+            reason: b.reason,
+        }
+    })
+    .await
+}
+
+async fn revoke_all_tokens(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(user_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let b: ReasonBody = parse(&headers, &body)?;
+    run(&s, caller, &headers, "token.revoke_all", &body, |_| {
+        Command::RevokeAllTokens {
+            user_id,
+            reason: b.reason,
+        }
+    })
+    .await
+}
+
+async fn submit_job(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let b: SubmitJobBody = parse(&headers, &body)?;
+    run(&s, caller, &headers, "job.submit", &body, |id| {
+        Command::SubmitJob {
+            job_id: b.job_id.unwrap_or_else(|| derived_id(id, "job")),
+            agent_id: b.agent_id,
+            kind: b.kind,
+            input: b.input,
+        }
+    })
+    .await
+}
+
+async fn start_job(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(job_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let _: EmptyBody = parse(&headers, &body)?;
+    run(&s, caller, &headers, "job.start", &body, |_| {
+        Command::StartJob { job_id }
+    })
+    .await
+}
+
+async fn complete_job(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(job_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let b: CompleteBody = parse(&headers, &body)?;
+    run(&s, caller, &headers, "job.complete", &body, |_| {
+        Command::CompleteJob {
+            job_id,
+            result: b.result,
+        }
+    })
+    .await
+}
+
+async fn fail_job(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(job_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let b: FailBody = parse(&headers, &body)?;
+    run(&s, caller, &headers, "job.fail", &body, |_| {
+        Command::FailJob {
+            job_id,
+            error: b.error,
+        }
+    })
+    .await
+}
+
+async fn cancel_job(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(job_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let b: ReasonBody = parse(&headers, &body)?;
+    run(&s, caller, &headers, "job.cancel", &body, |_| {
+        Command::CancelJob {
+            job_id,
+            reason: b.reason,
+        }
+    })
+    .await
+}
+
+async fn retry_job(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(job_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let _: EmptyBody = parse(&headers, &body)?;
+    run(&s, caller, &headers, "job.retry", &body, |_| {
+        Command::RetryJob { job_id }
+    })
+    .await
+}
+
+async fn request_approval(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let b: RequestApprovalBody = parse(&headers, &body)?;
+    run(&s, caller, &headers, "approval.request", &body, |id| {
+        Command::RequestApproval {
+            approval_id: b.approval_id.unwrap_or_else(|| derived_id(id, "approval")),
+            action: b.action,
+            payload: b.payload,
+            reason: b.reason,
+        }
+    })
+    .await
+}
+
+async fn approve(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(approval_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let b: OptionalReasonBody = parse(&headers, &body)?;
+    run(&s, caller, &headers, "approval.approve", &body, |_| {
+        Command::ApproveApproval {
+            approval_id,
+            reason: b.reason,
+        }
+    })
+    .await
+}
+
+async fn reject(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(approval_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let b: ReasonBody = parse(&headers, &body)?;
+    run(&s, caller, &headers, "approval.reject", &body, |_| {
+        Command::RejectApproval {
+            approval_id,
+            reason: b.reason,
+        }
+    })
+    .await
+}
+
+async fn open_account(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let b: OpenAccountBody = parse(&headers, &body)?;
+    run(&s, caller, &headers, "account.open", &body, |_| {
+        Command::OpenAccount {
+            code: b.code,
+            name: b.name,
+            account_type: b.account_type,
+            currency: b.currency,
+        }
+    })
+    .await
+}
+
+async fn close_account(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(code): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let _: EmptyBody = parse(&headers, &body)?;
+    run(&s, caller, &headers, "account.close", &body, |_| {
+        Command::CloseAccount { code }
+    })
+    .await
+}
+
+async fn post_entry(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let b: PostEntryBody = parse(&headers, &body)?;
+    run(&s, caller, &headers, "entry.post", &body, |id| {
+        Command::PostEntry {
+            entry_id: b.entry_id.unwrap_or_else(|| derived_id(id, "entry")),
+            effective_date: b.effective_date,
+            memo: b.memo,
+            lines: b
+                .lines
+                .into_iter()
+                .map(|l| JournalLine {
+                    account: l.account,
+                    debit: l.debit,
+                    credit: l.credit,
+                    currency: l.currency,
+                })
+                .collect(),
+        }
+    })
+    .await
+}
+
+async fn reverse_entry(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(entry_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let b: ReverseBody = parse(&headers, &body)?;
+    run(&s, caller, &headers, "entry.reverse", &body, |id| {
+        Command::ReverseEntry {
+            entry_id,
+            reversal_entry_id: b
+                .reversal_entry_id
+                .unwrap_or_else(|| derived_id(id, "reversal")),
+            reason: b.reason,
+        }
+    })
+    .await
+}
+
+async fn register_agent(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let b: RegisterAgentBody = parse(&headers, &body)?;
+    run(&s, caller, &headers, "agent.register", &body, |_| {
+        Command::RegisterAgent {
+            agent_id: b.agent_id,
+            name: b.name,
+            maturity: b.maturity,
+        }
+    })
+    .await
+}
+
+async fn change_maturity(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path(agent_id): Path<String>,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let b: MaturityBody = parse(&headers, &body)?;
+    run(&s, caller, &headers, "agent.change_maturity", &body, |_| {
+        Command::ChangeMaturity {
+            agent_id,
+            maturity: b.maturity,
+            reason: b.reason,
+        }
+    })
+    .await
+}
+
+async fn set_bypass(
+    State(s): State<AppState>,
+    caller: Caller,
+    headers: HeaderMap,
+    body: Bytes,
+) -> Res {
+    let b: BypassBody = parse(&headers, &body)?;
+    run(&s, caller, &headers, "governance.bypass", &body, |_| {
+        Command::SetBypass {
+            enabled: b.enabled,
+            reason: b.reason,
+            until: b.until,
+        }
+    })
+    .await
+}

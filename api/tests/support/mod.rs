@@ -1,0 +1,158 @@
+//! An in-process Chronicle for HTTP tests: the real application on a loopback port,
+//! against the NATS and Postgres `scripts/test` started, with a JetStream stream and
+//! subject prefix of its own so that tests run in parallel without seeing each other.
+
+#![allow(dead_code)]
+
+use chronicle_api::config::{Cli, Settings};
+use chronicle_api::server;
+use chronicle_api::state::AppState;
+use chronicle_events::domain::user::Role;
+use clap::Parser;
+use reqwest::StatusCode;
+use serde_json::Value;
+use tokio::net::TcpListener;
+use uuid::Uuid;
+
+pub const SIGNING_KEY: &str = "6b1f0e3c5d7a9b2c4e6f8a0b1c3d5e7f9a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d";
+
+pub fn settings_for(stream: &str, prefix: &str, database_url: &str) -> Settings {
+    let nats = std::env::var("NATS_URL").expect("NATS_URL is not set: run scripts/test");
+    Cli::parse_from([
+        "chronicle",
+        "--nats-url",
+        &nats,
+        "--database-url",
+        database_url,
+        "--stream",
+        stream,
+        "--subject-prefix",
+        prefix,
+        "--signing-key",
+        SIGNING_KEY,
+        "serve",
+    ])
+    .settings
+}
+
+pub fn database_url() -> String {
+    std::env::var("DATABASE_URL").expect("DATABASE_URL is not set: run scripts/test")
+}
+
+pub struct App {
+    pub base: String,
+    pub state: AppState,
+    pub admin: String,
+    pub http: reqwest::Client,
+    pub stream: String,
+    pub prefix: String,
+}
+
+pub struct Answer {
+    pub status: StatusCode,
+    pub headers: reqwest::header::HeaderMap,
+    pub body: Value,
+}
+
+impl App {
+    /// A new application on its own stream.
+    pub async fn start() -> App {
+        let tag = Uuid::new_v4().simple().to_string();
+        App::start_on(&format!("T{tag}"), &format!("t{}.ev", &tag[..12])).await
+    }
+
+    /// Another process (same stream), as a second API instance would be.
+    pub async fn peer(&self) -> App {
+        App::start_on(&self.stream, &self.prefix).await
+    }
+
+    async fn start_on(stream: &str, prefix: &str) -> App {
+        let settings = settings_for(stream, prefix, &database_url());
+        let state = server::connect(&settings).await.unwrap();
+        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = listener.local_addr().unwrap();
+        tokio::spawn(server::serve(
+            state.clone(),
+            listener,
+            std::future::pending(),
+        ));
+        let admin = server::issue_token(&state, "root", Role::Admin, None)
+            .await
+            .unwrap();
+        App {
+            base: format!("http://{addr}"),
+            state,
+            admin,
+            http: reqwest::Client::new(),
+            stream: stream.to_owned(),
+            prefix: prefix.to_owned(),
+        }
+    }
+
+    pub async fn send(&self, request: reqwest::RequestBuilder) -> Answer {
+        let r = request.send().await.unwrap();
+        let status = r.status();
+        let headers = r.headers().clone();
+        let text = r.text().await.unwrap();
+        let body = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
+        Answer {
+            status,
+            headers,
+            body,
+        }
+    }
+
+    pub async fn post(&self, path: &str, token: &str, body: Value) -> Answer {
+        self.send(
+            self.http
+                .post(format!("{}{path}", self.base))
+                .bearer_auth(token)
+                .json(&body),
+        )
+        .await
+    }
+
+    pub fn request(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
+        self.http
+            .post(format!("{}{path}", self.base))
+            .bearer_auth(token)
+    }
+
+    /// A token for `user` with `role`, issued over HTTP by the admin.
+    pub async fn token(&self, user: &str, role: &str) -> (String, String) {
+        let a = self
+            .post(
+                &format!("/v1/commands/users/{user}/tokens"),
+                &self.admin,
+                serde_json::json!({ "role": role }),
+            )
+            .await;
+        assert_eq!(a.status, 201, "{:?}", a.body);
+        (
+            a.body["token"].as_str().unwrap().to_owned(),
+            a.body["jti"].as_str().unwrap().to_owned(),
+        )
+    }
+
+    /// How many events the log holds.
+    pub async fn log_len(&self) -> u64 {
+        use chronicle_events::EventLog;
+        self.state.log.last_position().await.unwrap()
+    }
+}
+
+/// Asserts a problem+json answer with `code`.
+pub fn assert_problem(a: &Answer, status: u16, code: &str) {
+    assert_eq!(a.status.as_u16(), status, "{}", a.body);
+    assert_eq!(a.body["code"], code, "{}", a.body);
+    assert_eq!(
+        a.headers["content-type"], "application/problem+json",
+        "{}",
+        a.body
+    );
+    assert!(a.body["request_id"].as_str().is_some_and(|s| !s.is_empty()));
+}
