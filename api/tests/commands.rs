@@ -812,3 +812,66 @@ async fn governance_allows_escalates_denies_and_bypasses_with_every_decision_on_
         ]
     );
 }
+
+#[tokio::test]
+async fn a_maturity_change_moves_what_an_agent_may_do_alone() {
+    let app = App::start().await;
+    let agent = format!("bot-{}", id());
+    let register = json!({"agent_id": agent, "name": "Ledger bot", "maturity": "INTERN"});
+    let a = app
+        .post("/v1/commands/agents", &app.admin, register.clone())
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+    let a = app.post("/v1/commands/agents", &app.admin, register).await;
+    assert_problem(&a, 409, "ALREADY_EXISTS");
+    let (bot, _) = app.token(&agent, "agent").await;
+    let code = id();
+    let a = app
+        .post(
+            "/v1/commands/accounts",
+            &bot,
+            json!({"code": code, "name": "Petty cash", "type": "ASSET", "currency": "EUR"}),
+        )
+        .await;
+    assert_eq!(
+        a.status, 201,
+        "MODERATE is allowed to an INTERN: {}",
+        a.body
+    );
+    let close = format!("/v1/commands/accounts/{code}/close");
+    let a = app.post(&close, &bot, json!({})).await;
+    assert_eq!(a.status, 202, "HIGH is escalated for an INTERN: {}", a.body);
+
+    let maturity = format!("/v1/commands/agents/{agent}/maturity");
+    let a = app
+        .post(
+            &maturity,
+            &bot,
+            json!({"maturity": "AUTONOMOUS", "reason": "trust me"}),
+        )
+        .await;
+    assert_problem(&a, 403, "GOVERNANCE_DENIED");
+    let a = app
+        .post(
+            &maturity,
+            &app.admin,
+            json!({"maturity": "SUPERVISED", "reason": "90 days clean"}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{}", a.body);
+    assert_eq!(a.body["events"][0]["type"], "AgentMaturityChanged");
+    let a = app
+        .post(
+            &maturity,
+            &app.admin,
+            json!({"maturity": "SUPERVISED", "reason": "again"}),
+        )
+        .await;
+    assert_problem(&a, 409, "INVALID_TRANSITION");
+    let a = app.post(&close, &bot, json!({})).await;
+    assert_eq!(
+        a.status, 200,
+        "HIGH is allowed to a SUPERVISED agent: {}",
+        a.body
+    );
+}

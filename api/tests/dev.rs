@@ -198,3 +198,49 @@ fn a_missing_or_malformed_setting_stops_start_up_with_one_line_naming_it() {
     assert!(err.contains("--signing-key"), "{err}");
     assert!(!err.contains("not-hex"), "secrets are not echoed: {err}");
 }
+
+#[tokio::test]
+async fn token_issue_prints_a_working_token_alone_on_stdout() {
+    let nats = std::env::var("NATS_URL").expect("NATS_URL is not set: run scripts/test");
+    let tag = Uuid::new_v4().simple().to_string();
+    let key = "cd".repeat(32);
+    let out = Command::new(env!("CARGO_BIN_EXE_chronicle"))
+        .args([
+            "token", "issue", "--user", "ops", "--role", "auditor", "--ttl", "600",
+        ])
+        .env("NATS_URL", &nats)
+        .env("DATABASE_URL", "postgres://unused@127.0.0.1:1/x")
+        .env("CHRONICLE_STREAM", format!("T{tag}"))
+        .env("CHRONICLE_SUBJECT_PREFIX", format!("t{}.ev", &tag[..12]))
+        .env("CHRONICLE_SIGNING_KEY", &key)
+        .output()
+        .unwrap();
+    assert!(
+        out.status.success(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let stdout = String::from_utf8(out.stdout).unwrap();
+    assert_eq!(stdout.lines().count(), 1, "{stdout}");
+    let signer = chronicle_api::auth::TokenSigner::new(&[0xcd; 32]);
+    let claims = signer.verify(stdout.trim()).unwrap();
+    assert_eq!(claims.sub, "ops");
+    assert_eq!(claims.exp - claims.iat, 600);
+    // It went through the log like any other token.
+    let log = JetStreamLog::connect(
+        &nats,
+        LogConfig {
+            stream_name: format!("T{tag}"),
+            subject_prefix: format!("t{}.ev", &tag[..12]),
+            ..LogConfig::default()
+        },
+    )
+    .await
+    .unwrap();
+    let events = log
+        .read_stream(&StreamId::new(Domain::User, "ops").unwrap(), 1)
+        .await
+        .unwrap();
+    assert_eq!(events.len(), 1);
+    assert_eq!(events[0].envelope.event_type, "TokenIssued");
+}
