@@ -132,7 +132,7 @@ impl Revocations {
         let follower = this.clone();
         tokio::spawn(async move {
             loop {
-                match log.follow(next, Some("user.*")).await {
+                match log.follow(next, &["user.*"]).await {
                     Ok(mut live) => {
                         while let Some(item) = live.next().await {
                             match item {

@@ -926,11 +926,7 @@ impl EventLog for JetStreamLog {
             .boxed())
     }
 
-    async fn follow(
-        &self,
-        from_position: u64,
-        filter: Option<&str>,
-    ) -> Result<EventStream, LogError> {
+    async fn follow(&self, from_position: u64, filters: &[&str]) -> Result<EventStream, LogError> {
         let stream = self
             .js
             .get_stream_no_info(&self.cfg.stream_name)
@@ -938,7 +934,14 @@ impl EventLog for JetStreamLog {
             .map_err(unavailable)?;
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: self.subject_filter(filter),
+                filter_subjects: if filters.is_empty() {
+                    vec![self.subject_filter(None)]
+                } else {
+                    filters
+                        .iter()
+                        .map(|f| self.subject_filter(Some(f)))
+                        .collect()
+                },
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                     start_sequence: from_position.max(1),
                 },

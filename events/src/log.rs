@@ -197,10 +197,7 @@ pub trait EventLog: Send + Sync {
         filter: Option<&str>,
     ) -> Result<EventStream, LogError>;
 
-    /// The log from `from_position` on, live: the stream never ends by itself.
-    async fn follow(
-        &self,
-        from_position: u64,
-        filter: Option<&str>,
-    ) -> Result<EventStream, LogError>;
+    /// The log from `from_position` on, live: the stream never ends by itself. `filters`
+    /// are stream filters as for [`EventLog::read_from`]; none means every stream.
+    async fn follow(&self, from_position: u64, filters: &[&str]) -> Result<EventStream, LogError>;
 }

@@ -497,7 +497,7 @@ async fn reads_the_whole_log_from_a_position_with_a_filter_and_follows_it_live()
         .await;
     assert_eq!(one, vec![agent.clone()]);
 
-    let mut live = log.follow(5, None).await.unwrap();
+    let mut live = log.follow(5, &[]).await.unwrap();
     assert_eq!(live.next().await.unwrap().unwrap().position, 5);
     assert_eq!(live.next().await.unwrap().unwrap().position, 6);
     let late = job_stream();

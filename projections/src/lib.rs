@@ -1,7 +1,10 @@
 //! Chronicle's read side: the Postgres read models folded from the log.
 //!
-//! For now this holds the migration runner ([`migrate`]) and the connection pool set-up
-//! ([`db`]); the projector runtime and the read models build on them.
+//! - [`models`]: the read models, one projection per group of tables;
+//! - [`runtime`]: the projector runtime that applies the log to them exactly once;
+//! - [`migrate`]: the migration runner; [`db`]: the connection pool.
 
 pub mod db;
 pub mod migrate;
+pub mod models;
+pub mod runtime;

@@ -1,0 +1,372 @@
+//! The projector runtime: runs one projection from its checkpoint, applying events in
+//! batches, each batch's rows and the new checkpoint in one Postgres transaction — so
+//! every event is applied exactly once in effect, whatever crashes where.
+//!
+//! - One active worker per projection across all processes: a worker holds a session
+//!   advisory lock on the connection it writes with; the others poll for it and take over
+//!   within a second of the active one's connection dropping. Because the lock and the
+//!   writes share one connection, a worker that lost its lock cannot write.
+//! - After each batch it `NOTIFY`s `chronicle_projections` with `<name>:<position>`,
+//!   which read-your-writes queries wait on.
+//! - An event that cannot be applied stops that projection only: its position and the
+//!   error are recorded in `read.projection_checkpoints` (state `failed`).
+//! - Postgres or NATS going away: retry with backoff and resume from the checkpoint.
+
+use std::collections::HashMap;
+use std::sync::Arc;
+use std::time::Duration;
+
+use chronicle_events::{EventLog, RecordedEvent};
+use futures::StreamExt;
+use tokio::sync::watch;
+use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, NoTls, Statement};
+
+use crate::models::{Projection, Stmt};
+
+/// The channel checkpoints are announced on.
+pub const CHANNEL: &str = "chronicle_projections";
+
+#[derive(Debug, Clone)]
+pub struct RunnerConfig {
+    pub database_url: String,
+    /// At most this many events per transaction.
+    pub batch_size: usize,
+    /// How long a batch waits for more events once it has one.
+    pub batch_wait: Duration,
+    /// How often a standby worker tries to become the active one.
+    pub standby_poll: Duration,
+}
+
+impl RunnerConfig {
+    pub fn new(database_url: impl Into<String>) -> Self {
+        RunnerConfig {
+            database_url: database_url.into(),
+            batch_size: 1000,
+            batch_wait: Duration::from_millis(5),
+            standby_poll: Duration::from_millis(500),
+        }
+    }
+}
+
+enum BatchError {
+    /// The connection failed: reconnect and resume from the checkpoint.
+    Connection(tokio_postgres::Error),
+    /// Some event of the batch was refused by the read model.
+    Refused,
+}
+
+/// Why one event cannot be applied.
+struct Poison {
+    position: u64,
+    error: String,
+}
+
+/// Runs `projection` until `shutdown` turns true; a batch in progress finishes first.
+pub async fn run(
+    log: Arc<dyn EventLog>,
+    cfg: RunnerConfig,
+    projection: Arc<dyn Projection>,
+    mut shutdown: watch::Receiver<bool>,
+) {
+    let name = projection.name();
+    let mut backoff = Duration::from_millis(200);
+    while !*shutdown.borrow() {
+        let client = match connect(&cfg.database_url).await {
+            Ok(c) => c,
+            Err(e) => {
+                tracing::warn!(projection = name, error = %e, "read store unreachable; retrying");
+                sleep_or_shutdown(backoff, &mut shutdown).await;
+                backoff = (backoff * 2).min(Duration::from_secs(5));
+                continue;
+            }
+        };
+        backoff = Duration::from_millis(200);
+        match active(&log, &cfg, &*projection, &client, &mut shutdown).await {
+            Ok(()) => return,
+            Err(e) => {
+                tracing::warn!(projection = name, error = %e, "projector interrupted; resuming");
+                sleep_or_shutdown(Duration::from_millis(200), &mut shutdown).await;
+            }
+        }
+    }
+}
+
+async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
+    let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    Ok(client)
+}
+
+async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) {
+    tokio::select! {
+        _ = tokio::time::sleep(d) => {},
+        _ = shutdown.changed() => {},
+    }
+}
+
+/// Waits to hold the projection's lock on `client`, then applies the log until shutdown
+/// (`Ok`) or a failure that needs a new connection or a new feed (`Err`).
+async fn active(
+    log: &Arc<dyn EventLog>,
+    cfg: &RunnerConfig,
+    projection: &dyn Projection,
+    client: &Client,
+    shutdown: &mut watch::Receiver<bool>,
+) -> Result<(), String> {
+    let name = projection.name();
+    let err = |e: tokio_postgres::Error| e.to_string();
+    loop {
+        if *shutdown.borrow() {
+            return Ok(());
+        }
+        let locked: bool = client
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext('chronicle.projection.' || $1::text)::bigint)",
+                &[&name],
+            )
+            .await
+            .map_err(err)?
+            .get(0);
+        if locked {
+            break;
+        }
+        sleep_or_shutdown(cfg.standby_poll, shutdown).await;
+    }
+    tracing::info!(projection = name, "active");
+    client
+        .execute(
+            "INSERT INTO read.projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&name],
+        )
+        .await
+        .map_err(err)?;
+    let mut statements: HashMap<&'static str, Statement> = HashMap::new();
+    loop {
+        let row = client
+            .query_one(
+                "SELECT position, state FROM read.projection_checkpoints WHERE name = $1",
+                &[&name],
+            )
+            .await
+            .map_err(err)?;
+        let checkpoint = row.get::<_, i64>(0) as u64;
+        let state: String = row.get(1);
+        if state == "failed" {
+            // Stopped on an event it cannot apply: wait for an operator (a rebuild, or
+            // resetting the state) without holding up the other projections.
+            sleep_or_shutdown(Duration::from_secs(2), shutdown).await;
+            if *shutdown.borrow() {
+                return Ok(());
+            }
+            continue;
+        }
+        let mut feed = log
+            .follow(checkpoint + 1, &[])
+            .await
+            .map_err(|e| e.to_string())?;
+        loop {
+            let first = tokio::select! {
+                _ = shutdown.changed() => return Ok(()),
+                next = feed.next() => next,
+            };
+            let Some(first) = first else {
+                return Err("the log feed ended".into());
+            };
+            let mut batch = vec![first.map_err(|e| e.to_string())?];
+            let deadline = tokio::time::Instant::now() + cfg.batch_wait;
+            while batch.len() < cfg.batch_size {
+                match tokio::time::timeout_at(deadline, feed.next()).await {
+                    Ok(Some(Ok(e))) => batch.push(e),
+                    Ok(Some(Err(e))) => return Err(e.to_string()),
+                    Ok(None) | Err(_) => break,
+                }
+            }
+            match apply_batch(client, projection, &batch, &mut statements).await {
+                Ok(()) => {}
+                Err(BatchError::Connection(e)) => return Err(e.to_string()),
+                Err(BatchError::Refused) => {
+                    // Find the event at fault: apply one by one, each committed.
+                    for one in batch.chunks(1) {
+                        match apply_batch(client, projection, one, &mut statements).await {
+                            Ok(()) => {}
+                            Err(BatchError::Connection(e)) => return Err(e.to_string()),
+                            Err(BatchError::Refused) => {
+                                let poison = Poison {
+                                    position: one[0].position,
+                                    error: describe_refusal(
+                                        client,
+                                        projection,
+                                        &one[0],
+                                        &mut statements,
+                                    )
+                                    .await,
+                                };
+                                record_failure(client, name, &poison).await.map_err(err)?;
+                                tracing::error!(
+                                    projection = name,
+                                    position = poison.position,
+                                    error = %poison.error,
+                                    "projection stopped on an event it cannot apply"
+                                );
+                                break;
+                            }
+                        }
+                    }
+                    // Back to the top: the state is failed now.
+                    break;
+                }
+            }
+        }
+    }
+}
+
+/// Applies `batch` and moves the checkpoint past it, in one transaction, then announces
+/// the new checkpoint.
+async fn apply_batch(
+    client: &Client,
+    projection: &dyn Projection,
+    batch: &[RecordedEvent],
+    statements: &mut HashMap<&'static str, Statement>,
+) -> Result<(), BatchError> {
+    let last = batch.last().map(|e| e.position).unwrap_or(0);
+    let mut stmts: Vec<Stmt> = Vec::new();
+    for e in batch {
+        if !projection.domains().contains(&e.envelope.stream.domain()) {
+            continue;
+        }
+        let Ok(event) = e.decode() else {
+            return Err(BatchError::Refused);
+        };
+        projection.apply(e, &event, &mut stmts);
+    }
+    let classify = |e: tokio_postgres::Error| {
+        if e.as_db_error().is_some() {
+            BatchError::Refused
+        } else {
+            BatchError::Connection(e)
+        }
+    };
+    for s in &stmts {
+        if !statements.contains_key(s.sql) {
+            let prepared = client.prepare(s.sql).await.map_err(classify)?;
+            statements.insert(s.sql, prepared);
+        }
+    }
+    client.batch_execute("BEGIN").await.map_err(classify)?;
+    let result = async {
+        let params: Vec<Vec<&(dyn ToSql + Sync)>> = stmts
+            .iter()
+            .map(|s| {
+                s.params
+                    .iter()
+                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                    .collect()
+            })
+            .collect();
+        // Sent pipelined, executed in order.
+        let writes = stmts
+            .iter()
+            .zip(&params)
+            .map(|(s, p)| client.execute(&statements[s.sql], p));
+        futures::future::try_join_all(writes).await?;
+        client
+            .execute(
+                "UPDATE read.projection_checkpoints SET position = $2, state = 'running', error = NULL, error_position = NULL, updated_at = now() WHERE name = $1",
+                &[&projection.name(), &(last as i64)],
+            )
+            .await?;
+        client
+            .execute(
+                "SELECT pg_notify($1, $2)",
+                &[&CHANNEL, &format!("{}:{last}", projection.name())],
+            )
+            .await?;
+        Ok::<_, tokio_postgres::Error>(())
+    }
+    .await;
+    match result {
+        Ok(()) => client.batch_execute("COMMIT").await.map_err(classify),
+        Err(e) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(classify(e))
+        }
+    }
+}
+
+/// What the read model said about one refused event (or why it could not be decoded).
+async fn describe_refusal(
+    client: &Client,
+    projection: &dyn Projection,
+    e: &RecordedEvent,
+    statements: &mut HashMap<&'static str, Statement>,
+) -> String {
+    let event = match e.decode() {
+        Ok(ev) => ev,
+        Err(d) => return format!("{} does not decode: {d}", e.envelope.event_type),
+    };
+    let mut stmts = Vec::new();
+    projection.apply(e, &event, &mut stmts);
+    let _ = client.batch_execute("BEGIN").await;
+    let mut why = format!("{} was refused", e.envelope.event_type);
+    for s in &stmts {
+        let params: Vec<&(dyn ToSql + Sync)> = s
+            .params
+            .iter()
+            .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+            .collect();
+        let stmt = match statements.get(s.sql) {
+            Some(st) => st.clone(),
+            None => match client.prepare(s.sql).await {
+                Ok(st) => st,
+                Err(_) => break,
+            },
+        };
+        if let Err(err) = client.execute(&stmt, &params).await {
+            if let Some(db) = err.as_db_error() {
+                why = format!("{} was refused: {}", e.envelope.event_type, db.message());
+            }
+            break;
+        }
+    }
+    let _ = client.batch_execute("ROLLBACK").await;
+    why
+}
+
+async fn record_failure(
+    client: &Client,
+    name: &str,
+    poison: &Poison,
+) -> Result<(), tokio_postgres::Error> {
+    client
+        .execute(
+            "UPDATE read.projection_checkpoints SET state = 'failed', error = $2, error_position = $3, updated_at = now() WHERE name = $1",
+            &[&name, &poison.error, &(poison.position as i64)],
+        )
+        .await?;
+    client
+        .execute(
+            "SELECT pg_notify($1, $2)",
+            &[&CHANNEL, &format!("{name}:failed")],
+        )
+        .await?;
+    Ok(())
+}
+
+/// Runs every projection of `projections` until `shutdown`; returns when all have ended.
+pub async fn run_all(
+    log: Arc<dyn EventLog>,
+    cfg: RunnerConfig,
+    projections: Vec<Arc<dyn Projection>>,
+    shutdown: watch::Receiver<bool>,
+) {
+    let tasks: Vec<_> = projections
+        .into_iter()
+        .map(|p| tokio::spawn(run(log.clone(), cfg.clone(), p, shutdown.clone())))
+        .collect();
+    for t in tasks {
+        let _ = t.await;
+    }
+}
