@@ -30,6 +30,13 @@ pub enum Command {
     Serve,
     /// Applies the read-model migrations in migrations/.
     Migrate,
+    /// Projector workers: one is active per projection across all processes, the others
+    /// stand by.
+    Project {
+        /// Run only these projections (tokens, jobs, approvals, ledger, agents).
+        #[arg(long)]
+        only: Vec<String>,
+    },
     /// Tokens: `chronicle token issue --user U --role R [--ttl SECONDS]`.
     #[command(subcommand)]
     Token(TokenCommand),

@@ -10,6 +10,7 @@ pub mod dev;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod positions;
 pub mod server;
 pub mod state;
 pub mod telemetry;

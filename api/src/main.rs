@@ -57,7 +57,17 @@ async fn run(cli: Cli) -> Result<()> {
             println!("applied {} migration(s): {applied:?}", applied.len());
             Ok(())
         }
-        Command::Serve => serve(cli.settings, None).await,
+        Command::Serve => serve(cli.settings, None, false).await,
+        Command::Project { only } => {
+            let projections = server::select_projections(&only)?;
+            let log = server::connect_log(&cli.settings).await?;
+            let (stop, stopped) = tokio::sync::watch::channel(false);
+            tokio::spawn(async move {
+                server::shutdown_signal().await;
+                let _ = stop.send(true);
+            });
+            server::run_projectors(&cli.settings, log, projections, stopped).await
+        }
         Command::Token(TokenCommand::Issue { user, role, ttl }) => {
             let state = server::connect(&cli.settings).await?;
             let token = server::issue_token(&state, &user, role, ttl).await?;
@@ -68,8 +78,8 @@ async fn run(cli: Cli) -> Result<()> {
             let env = dev::prepare(cli.settings, &args).await?;
             let applied = server::migrate(&env.settings).await?;
             tracing::info!(?applied, "read models migrated");
-            let result = serve(env.settings.clone(), Some(&args.dir)).await;
-            // Dropping the environment stops the servers it started, newest first.
+            let result = serve(env.settings.clone(), Some(&args.dir), true).await;
+            // Stop the servers it started, newest first.
             let mut servers = env.servers;
             while let Some(mut s) = servers.pop() {
                 s.stop();
@@ -79,7 +89,13 @@ async fn run(cli: Cli) -> Result<()> {
     }
 }
 
-async fn serve(settings: Settings, dev_dir: Option<&std::path::Path>) -> Result<()> {
+/// Serves the API until Ctrl-C or SIGTERM; with `projectors`, runs every projection in
+/// the same process and lets each finish its batch before returning.
+async fn serve(
+    settings: Settings,
+    dev_dir: Option<&std::path::Path>,
+    projectors: bool,
+) -> Result<()> {
     let state = server::connect(&settings).await?;
     let listener = TcpListener::bind(settings.listen)
         .await
@@ -97,5 +113,25 @@ async fn serve(settings: Settings, dev_dir: Option<&std::path::Path>) -> Result<
         println!("  data and keys under {}", dir.display());
         println!("  readiness: curl http://{addr}/health/ready");
     }
-    server::serve(state, listener, server::shutdown_signal()).await
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    tokio::spawn(async move {
+        server::shutdown_signal().await;
+        let _ = stop.send(true);
+    });
+    let projecting = projectors.then(|| {
+        let (settings, log, stopped) = (settings.clone(), state.log.clone(), stopped.clone());
+        tokio::spawn(async move {
+            let all = server::select_projections(&[]).unwrap_or_default();
+            server::run_projectors(&settings, log, all, stopped).await
+        })
+    });
+    let mut until = stopped.clone();
+    let served = server::serve(state, listener, async move {
+        let _ = until.wait_for(|s| *s).await;
+    })
+    .await;
+    if let Some(p) = projecting {
+        let _ = p.await;
+    }
+    served
 }

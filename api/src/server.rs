@@ -10,13 +10,55 @@ use chronicle_commands::{Answer, Command, CommandHandler, Ctx, Executed};
 use chronicle_events::Actor;
 use chronicle_events::JetStreamLog;
 use chronicle_events::domain::user::Role;
+use chronicle_projections::models::Projection;
+use chronicle_projections::runtime::RunnerConfig;
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
 use crate::auth::{Revocations, TokenSigner};
 use crate::config::Settings;
 use crate::idempotency::Idempotency;
+use crate::positions::Positions;
 use crate::state::AppState;
+
+/// Connects to the log alone (projectors need nothing else).
+pub async fn connect_log(settings: &Settings) -> Result<JetStreamLog> {
+    JetStreamLog::connect(settings.nats_url()?, settings.log_config())
+        .await
+        .context("NATS_URL")
+}
+
+/// The projections named by `--only` (all when empty).
+pub fn select_projections(only: &[String]) -> Result<Vec<Arc<dyn Projection>>> {
+    let all = chronicle_projections::models::all();
+    if let Some(unknown) = only
+        .iter()
+        .find(|n| !all.iter().any(|p| p.name() == n.as_str()))
+    {
+        anyhow::bail!(
+            "--only: no projection `{unknown}`; there are {}",
+            chronicle_projections::models::NAMES.join(", ")
+        );
+    }
+    Ok(all
+        .into_iter()
+        .filter(|p| only.is_empty() || only.iter().any(|n| n == p.name()))
+        .map(Arc::from)
+        .collect())
+}
+
+/// Runs projectors until `stop` turns true; each finishes its batch first.
+pub async fn run_projectors(
+    settings: &Settings,
+    log: JetStreamLog,
+    projections: Vec<Arc<dyn Projection>>,
+    stop: tokio::sync::watch::Receiver<bool>,
+) -> Result<()> {
+    let cfg = RunnerConfig::new(settings.database_url()?);
+    tracing::info!(count = projections.len(), "projectors starting");
+    chronicle_projections::runtime::run_all(Arc::new(log), cfg, projections, stop).await;
+    Ok(())
+}
 
 /// Connects to NATS (creating or checking the stream), reads the revoked tokens, opens
 /// the idempotency records and builds the Postgres pool.
@@ -44,6 +86,7 @@ pub async fn connect(settings: &Settings) -> Result<AppState> {
         signer: Arc::new(TokenSigner::new(&key.0)),
         revocations,
         idempotency,
+        positions: Positions::start(settings.database_url()?.to_owned()),
     })
 }
 

@@ -9,6 +9,7 @@ use deadpool_postgres::Pool;
 
 use crate::auth::{Revocations, TokenSigner};
 use crate::idempotency::Idempotency;
+use crate::positions::Positions;
 
 #[derive(Clone)]
 pub struct AppState {
@@ -18,4 +19,5 @@ pub struct AppState {
     pub signer: Arc<TokenSigner>,
     pub revocations: Arc<Revocations>,
     pub idempotency: Idempotency,
+    pub positions: Positions,
 }

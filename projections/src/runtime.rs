@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chronicle_events::{EventLog, RecordedEvent};
+use chronicle_events::{EventLog, LogError, RecordedEvent};
 use futures::StreamExt;
 use tokio::sync::watch;
 use tokio_postgres::types::ToSql;
@@ -175,17 +175,49 @@ async fn active(
             let Some(first) = first else {
                 return Err("the log feed ended".into());
             };
-            let mut batch = vec![first.map_err(|e| e.to_string())?];
+            // A message that is not an event stops the projection at its position; what
+            // came before it in the batch is applied first.
+            let mut corrupt: Option<Poison> = None;
+            let mut batch = Vec::new();
+            match first {
+                Ok(e) => batch.push(e),
+                Err(LogError::Corrupt { position, message }) => {
+                    corrupt = Some(Poison {
+                        position,
+                        error: message,
+                    })
+                }
+                Err(e) => return Err(e.to_string()),
+            }
             let deadline = tokio::time::Instant::now() + cfg.batch_wait;
-            while batch.len() < cfg.batch_size {
+            while corrupt.is_none() && batch.len() < cfg.batch_size {
                 match tokio::time::timeout_at(deadline, feed.next()).await {
                     Ok(Some(Ok(e))) => batch.push(e),
+                    Ok(Some(Err(LogError::Corrupt { position, message }))) => {
+                        corrupt = Some(Poison {
+                            position,
+                            error: message,
+                        })
+                    }
                     Ok(Some(Err(e))) => return Err(e.to_string()),
                     Ok(None) | Err(_) => break,
                 }
             }
+            if batch.is_empty() {
+                if let Some(poison) = corrupt {
+                    record_failure(client, name, &poison).await.map_err(err)?;
+                    tracing::error!(projection = name, position = poison.position, error = %poison.error, "projection stopped on a message that is not an event");
+                }
+                break;
+            }
             match apply_batch(client, projection, &batch, &mut statements).await {
-                Ok(()) => {}
+                Ok(()) => {
+                    if let Some(poison) = corrupt {
+                        record_failure(client, name, &poison).await.map_err(err)?;
+                        tracing::error!(projection = name, position = poison.position, error = %poison.error, "projection stopped on a message that is not an event");
+                        break;
+                    }
+                }
                 Err(BatchError::Connection(e)) => return Err(e.to_string()),
                 Err(BatchError::Refused) => {
                     // Find the event at fault: apply one by one, each committed.

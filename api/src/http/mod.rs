@@ -17,6 +17,7 @@ use crate::state::AppState;
 
 pub mod commands;
 pub mod health;
+pub mod queries;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// Bodies larger than this are refused with `413 PAYLOAD_TOO_LARGE`.
@@ -27,6 +28,7 @@ pub fn app(state: AppState) -> Router {
     Router::new()
         .merge(health::router())
         .merge(commands::router())
+        .merge(queries::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

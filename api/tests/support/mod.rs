@@ -39,7 +39,25 @@ pub fn database_url() -> String {
     std::env::var("DATABASE_URL").expect("DATABASE_URL is not set: run scripts/test")
 }
 
+/// A database of its own on the test server, migrated.
+pub async fn fresh_database() -> String {
+    let url = database_url();
+    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
+        .await
+        .unwrap();
+    tokio::spawn(conn);
+    let name = format!("t_{}", Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await
+        .unwrap();
+    let (base, _) = url.rsplit_once('/').unwrap();
+    format!("{base}/{name}")
+}
+
 pub struct App {
+    pub database_url: String,
+    pub stop: Option<tokio::sync::watch::Sender<bool>>,
     pub base: String,
     pub state: AppState,
     pub admin: String,
@@ -58,16 +76,43 @@ impl App {
     /// A new application on its own stream.
     pub async fn start() -> App {
         let tag = Uuid::new_v4().simple().to_string();
-        App::start_on(&format!("T{tag}"), &format!("t{}.ev", &tag[..12])).await
+        App::start_on(
+            &format!("T{tag}"),
+            &format!("t{}.ev", &tag[..12]),
+            &database_url(),
+        )
+        .await
     }
 
-    /// Another process (same stream), as a second API instance would be.
+    /// A new application on its own stream and database, with every projector running.
+    pub async fn with_read_models() -> App {
+        let tag = Uuid::new_v4().simple().to_string();
+        let db = fresh_database().await;
+        let mut app = App::start_on(&format!("T{tag}"), &format!("t{}.ev", &tag[..12]), &db).await;
+        app.start_projectors().await;
+        app
+    }
+
+    /// Runs every projection of this app's stream in this process.
+    pub async fn start_projectors(&mut self) {
+        let settings = settings_for(&self.stream, &self.prefix, &self.database_url);
+        server::migrate(&settings).await.unwrap();
+        let (stop, stopped) = tokio::sync::watch::channel(false);
+        let log = self.state.log.clone();
+        tokio::spawn(async move {
+            let all = server::select_projections(&[]).unwrap();
+            server::run_projectors(&settings, log, all, stopped).await
+        });
+        self.stop = Some(stop);
+    }
+
+    /// Another process (same stream and database), as a second API instance would be.
     pub async fn peer(&self) -> App {
-        App::start_on(&self.stream, &self.prefix).await
+        App::start_on(&self.stream, &self.prefix, &self.database_url).await
     }
 
-    async fn start_on(stream: &str, prefix: &str) -> App {
-        let settings = settings_for(stream, prefix, &database_url());
+    async fn start_on(stream: &str, prefix: &str, database_url: &str) -> App {
+        let settings = settings_for(stream, prefix, database_url);
         let state = server::connect(&settings).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -80,6 +125,8 @@ impl App {
             .await
             .unwrap();
         App {
+            database_url: database_url.to_owned(),
+            stop: None,
             base: format!("http://{addr}"),
             state,
             admin,
@@ -114,6 +161,18 @@ impl App {
                 .json(&body),
         )
         .await
+    }
+
+    /// `GET` as `token`, waiting for the read models to reach `min_position` if given.
+    pub async fn get(&self, path: &str, token: &str, min_position: Option<u64>) -> Answer {
+        let mut r = self
+            .http
+            .get(format!("{}{path}", self.base))
+            .bearer_auth(token);
+        if let Some(p) = min_position {
+            r = r.header("X-Chronicle-Min-Position", p.to_string());
+        }
+        self.send(r).await
     }
 
     pub fn request(&self, path: &str, token: &str) -> reqwest::RequestBuilder {
