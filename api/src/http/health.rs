@@ -56,8 +56,47 @@ async fn check_postgres(state: &AppState) -> Result<Value, String> {
     }
 }
 
+/// Each projection's position, lag and state (a failed projection is listed with its
+/// error but does not make the process unready: queries of the other read models still
+/// answer).
+async fn check_projections(state: &AppState, log_position: Option<u64>) -> Value {
+    let probe = async {
+        let client = state.db.get().await.ok()?;
+        client
+            .query(
+                "SELECT name, position, state, error_position FROM read.projection_checkpoints ORDER BY name",
+                &[],
+            )
+            .await
+            .ok()
+    };
+    let Ok(Some(rows)) = tokio::time::timeout(CHECK_TIMEOUT, probe).await else {
+        return json!({ "status": "unknown" });
+    };
+    let mut out = serde_json::Map::new();
+    for r in rows {
+        let position = r.get::<_, i64>(1) as u64;
+        out.insert(
+            r.get(0),
+            json!({
+                "status": r.get::<_, String>(2),
+                "position": position,
+                "lag": log_position.map(|p| p.saturating_sub(position)),
+                "error_position": r.get::<_, Option<i64>>(3),
+            }),
+        );
+    }
+    Value::Object(out)
+}
+
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let (nats, postgres) = tokio::join!(check_nats(&state), check_postgres(&state));
+    let log_position = nats.as_ref().ok().and_then(|v| v["last_position"].as_u64());
+    let projections = if postgres.is_ok() {
+        check_projections(&state, log_position).await
+    } else {
+        json!({ "status": "unknown" })
+    };
     let (nats_ok, nats) = component(nats);
     let (pg_ok, postgres) = component(postgres);
     let ok = nats_ok && pg_ok;
@@ -70,7 +109,7 @@ async fn ready(State(state): State<AppState>) -> impl IntoResponse {
         status,
         Json(json!({
             "status": if ok { "ready" } else { "not_ready" },
-            "components": { "nats": nats, "postgres": postgres },
+            "components": { "nats": nats, "postgres": postgres, "projections": projections },
         })),
     )
 }
