@@ -119,7 +119,7 @@ fn as_user(cmd: &mut Command, user: &Option<User>) {
     }
 }
 
-fn start_nats(dir: &Path, port: u16) -> Result<Supervised> {
+pub fn start_nats(dir: &Path, port: u16) -> Result<Supervised> {
     let mut candidates = vec![dir.join("tools/nats/bin/nats-server")];
     if let Some(p) = std::env::var_os("CHRONICLE_NATS_SERVER") {
         candidates.insert(0, PathBuf::from(p));
@@ -143,7 +143,7 @@ fn start_nats(dir: &Path, port: u16) -> Result<Supervised> {
     })
 }
 
-fn start_postgres(dir: &Path, port: u16) -> Result<Supervised> {
+pub fn start_postgres(dir: &Path, port: u16) -> Result<Supervised> {
     let pg_bin = |name: &str| {
         let mut candidates = vec![PathBuf::from("/usr/lib/postgresql/15/bin").join(name)];
         if let Some(d) = std::env::var_os("CHRONICLE_PG_BINDIR") {
@@ -221,7 +221,7 @@ fn key_file(path: &Path) -> Result<HexKey> {
 }
 
 /// Creates the `chronicle` database on a fresh local cluster.
-async fn ensure_database(port: u16) -> Result<String> {
+pub async fn ensure_database(port: u16) -> Result<String> {
     let admin = format!("postgres://chronicle@127.0.0.1:{port}/postgres");
     let deadline = Instant::now() + Duration::from_secs(30);
     let client = loop {

@@ -5,6 +5,8 @@
 //!   JetStream publishes with acks of the same bytes (64 in flight) on the same server;
 //!   then the cost of loading one 10-event stream with no other streams and with
 //!   100 000 other streams in the log.
+//! - `projection`: the jobs projection catching up over 200 000 events (from a fresh
+//!   database) against a raw batched insert of the same rows into Postgres.
 
 use std::time::{Duration, Instant};
 
@@ -21,15 +23,20 @@ use uuid::Uuid;
 
 #[derive(Parser)]
 #[command(about = "Chronicle benchmarks against raw JetStream")]
-struct Args {
+pub(crate) struct Args {
     /// Smaller runs (under a minute).
     #[arg(long)]
     quick: bool,
     #[arg(long, env = "NATS_URL")]
-    nats_url: String,
+    pub(crate) nats_url: String,
     /// How many times each measurement is repeated (the median is reported).
     #[arg(long, default_value_t = 3)]
-    repeat: usize,
+    pub(crate) repeat: usize,
+    #[arg(long, env = "DATABASE_URL")]
+    pub(crate) database_url: Option<String>,
+    /// Which benchmarks to run: log, projection (default: all).
+    #[arg(long)]
+    only: Vec<String>,
 }
 
 const IN_FLIGHT: usize = 64;
@@ -51,7 +58,7 @@ fn new_job() -> StreamId {
     StreamId::new(Domain::Job, Uuid::new_v4().simple().to_string()).expect("uuid is a valid id")
 }
 
-fn fresh_config() -> LogConfig {
+pub(crate) fn fresh_config() -> LogConfig {
     let tag = Uuid::new_v4().simple().to_string();
     LogConfig {
         stream_name: format!("BENCH_{tag}"),
@@ -116,7 +123,7 @@ async fn raw_publishes(
     Ok(n as f64 / elapsed.as_secs_f64())
 }
 
-fn median(mut xs: Vec<f64>) -> (f64, f64, f64) {
+pub(crate) fn median(mut xs: Vec<f64>) -> (f64, f64, f64) {
     xs.sort_by(|a, b| a.total_cmp(b));
     (xs[xs.len() / 2], xs[0], xs[xs.len() - 1])
 }
@@ -227,6 +234,14 @@ async fn bench_log(args: &Args) -> Result<()> {
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();
-    bench_log(&args).await?;
+    let wants = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    if wants("log") {
+        bench_log(&args).await?;
+    }
+    if wants("projection") {
+        projection::bench(&args).await?;
+    }
     Ok(())
 }
+
+mod projection;

@@ -112,7 +112,13 @@ impl App {
     }
 
     async fn start_on(stream: &str, prefix: &str, database_url: &str) -> App {
-        let settings = settings_for(stream, prefix, database_url);
+        App::start_with(settings_for(stream, prefix, database_url)).await
+    }
+
+    /// An application with these settings.
+    pub async fn start_with(settings: Settings) -> App {
+        let (stream, prefix) = (settings.stream.clone(), settings.subject_prefix.clone());
+        let database_url = settings.database_url.clone().unwrap_or_default();
         let state = server::connect(&settings).await.unwrap();
         let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
         let addr = listener.local_addr().unwrap();
@@ -125,14 +131,14 @@ impl App {
             .await
             .unwrap();
         App {
-            database_url: database_url.to_owned(),
+            database_url,
             stop: None,
             base: format!("http://{addr}"),
             state,
             admin,
             http: reqwest::Client::new(),
-            stream: stream.to_owned(),
-            prefix: prefix.to_owned(),
+            stream,
+            prefix,
         }
     }
 

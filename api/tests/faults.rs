@@ -1,0 +1,106 @@
+//! Faults under load: Postgres stopped and started again while commands keep coming.
+
+mod support;
+
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::time::Duration;
+
+use chronicle_api::dev;
+use serde_json::json;
+use support::App;
+use uuid::Uuid;
+
+fn free_port() -> u16 {
+    std::net::TcpListener::bind("127.0.0.1:0")
+        .unwrap()
+        .local_addr()
+        .unwrap()
+        .port()
+}
+
+#[tokio::test]
+async fn postgres_restarted_under_load_loses_nothing() {
+    // A Postgres of this test's own, so that stopping it disturbs no other test.
+    let dir = tempfile::tempdir().unwrap();
+    {
+        use std::os::unix::fs::PermissionsExt;
+        std::fs::set_permissions(dir.path(), std::fs::Permissions::from_mode(0o755)).unwrap();
+    }
+    let port = free_port();
+    let mut pg = dev::start_postgres(dir.path(), port).unwrap();
+    let db = dev::ensure_database(port).await.unwrap();
+
+    let tag = Uuid::new_v4().simple().to_string();
+    let settings = support::settings_for(&format!("T{tag}"), &format!("t{}.ev", &tag[..12]), &db);
+    chronicle_api::server::migrate(&settings).await.unwrap();
+    let mut app = App::start_with(settings).await;
+    app.start_projectors().await;
+    let app = Arc::new(app);
+
+    let accepted = Arc::new(AtomicU64::new(0));
+    let unavailable = Arc::new(AtomicU64::new(0));
+    let kind = Uuid::new_v4().simple().to_string();
+    let load = {
+        let (app, accepted, unavailable, kind) = (
+            app.clone(),
+            accepted.clone(),
+            unavailable.clone(),
+            kind.clone(),
+        );
+        tokio::spawn(async move {
+            let mut last = 0;
+            for i in 0..300 {
+                let a = app
+                    .post(
+                        "/v1/commands/jobs",
+                        &app.admin,
+                        json!({"agent_id": "a", "kind": kind, "input": i}),
+                    )
+                    .await;
+                assert_eq!(a.status, 201, "commands do not need Postgres: {}", a.body);
+                accepted.fetch_add(1, Ordering::SeqCst);
+                last = a.body["position"].as_u64().unwrap();
+                let q = app.get("/v1/queries/jobs?limit=1", &app.admin, None).await;
+                match q.status.as_u16() {
+                    200 => {}
+                    503 => {
+                        assert_eq!(q.body["code"], "READ_STORE_UNAVAILABLE");
+                        unavailable.fetch_add(1, Ordering::SeqCst);
+                    }
+                    other => panic!("query answered {other}: {}", q.body),
+                }
+                tokio::time::sleep(Duration::from_millis(10)).await;
+            }
+            last
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(800)).await;
+    pg.stop();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    let _pg = dev::start_postgres(dir.path(), port).unwrap();
+    let last = load.await.unwrap();
+
+    assert!(
+        unavailable.load(Ordering::SeqCst) > 0,
+        "queries saw Postgres away"
+    );
+    // The projectors resume from their checkpoints and catch up exactly.
+    let q = app
+        .get(
+            &format!("/v1/queries/jobs?kind={kind}&limit=1000"),
+            &app.admin,
+            Some(last),
+        )
+        .await;
+    assert_eq!(q.status, 200, "{}", q.body);
+    let items = q.body["items"].as_array().unwrap();
+    assert_eq!(items.len() as u64, accepted.load(Ordering::SeqCst));
+    let inputs: std::collections::BTreeSet<i64> =
+        items.iter().map(|j| j["input"].as_i64().unwrap()).collect();
+    assert_eq!(
+        inputs.len(),
+        300,
+        "every accepted command is in the read model once"
+    );
+}

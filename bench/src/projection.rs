@@ -1,0 +1,256 @@
+//! Projection catch-up against a raw batched insert of the same rows, same Postgres, same
+//! run.
+
+use std::sync::Arc;
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chronicle_events::domain::job::{JobCompleted, JobStarted, JobSubmitted};
+use chronicle_events::{
+    Actor, AppendRequest, Domain, EventLog, Expected, JetStreamLog, PendingEvent, StreamId,
+};
+use chronicle_projections::models::Jobs;
+use chronicle_projections::runtime::{self, RunnerConfig};
+use futures::StreamExt;
+use tokio_postgres::{Client, NoTls};
+use uuid::Uuid;
+
+use crate::{Args, fresh_config, median};
+
+const EVENTS: usize = 200_000;
+
+async fn fresh_database(url: &str) -> Result<(String, Client)> {
+    let (admin, conn) = tokio_postgres::connect(url, NoTls).await?;
+    tokio::spawn(conn);
+    let name = format!("bench_{}", Uuid::new_v4().simple());
+    admin
+        .batch_execute(&format!("CREATE DATABASE {name}"))
+        .await?;
+    let (base, _) = url
+        .rsplit_once('/')
+        .context("DATABASE_URL has no database")?;
+    let db = format!("{base}/{name}");
+    let (mut client, conn) = tokio_postgres::connect(&db, NoTls).await?;
+    tokio::spawn(conn);
+    chronicle_projections::migrate::run(&mut client).await?;
+    Ok((db, client))
+}
+
+/// EVENTS events: jobs submitted, started and completed, three events per append.
+async fn fill(log: &JetStreamLog) -> Result<u64> {
+    let actor = Actor::user("bench");
+    let jobs = EVENTS / 3;
+    let results: Vec<_> = futures::stream::iter(0..jobs)
+        .map(|i| {
+            let log = log.clone();
+            let actor = actor.clone();
+            async move {
+                let job = StreamId::new(Domain::Job, format!("job-{i}"))?;
+                let c = Uuid::new_v4();
+                log.append(AppendRequest::single(
+                    Uuid::new_v4(),
+                    job.clone(),
+                    Expected::NO_STREAM,
+                    vec![
+                        PendingEvent::new(
+                            JobSubmitted {
+                                job_id: job.id().into(),
+                                agent_id: format!("agent-{}", i % 50),
+                                kind: "summarise".into(),
+                                input: serde_json::json!({"doc": format!("{i}.pdf")}),
+                            },
+                            actor.clone(),
+                            c,
+                        ),
+                        PendingEvent::new(JobStarted {}, actor.clone(), c),
+                        PendingEvent::new(
+                            JobCompleted {
+                                result: serde_json::json!({"pages": i % 40}),
+                            },
+                            actor,
+                            c,
+                        ),
+                    ],
+                ))
+                .await?;
+                Ok::<_, anyhow::Error>(())
+            }
+        })
+        .buffer_unordered(64)
+        .collect()
+        .await;
+    for r in results {
+        r?;
+    }
+    Ok(log.last_position().await?)
+}
+
+/// Events/s of the jobs projection catching up from nothing.
+async fn catch_up(log: &JetStreamLog, url: &str, end: u64) -> Result<f64> {
+    let (db, client) = fresh_database(url).await?;
+    let (stop, stopped) = tokio::sync::watch::channel(false);
+    let started = Instant::now();
+    let task = tokio::spawn(runtime::run(
+        Arc::new(log.clone()),
+        RunnerConfig::new(&db),
+        Arc::new(Jobs),
+        stopped,
+    ));
+    loop {
+        let row = client
+            .query_opt(
+                "SELECT position FROM read.projection_checkpoints WHERE name = 'jobs'",
+                &[],
+            )
+            .await?;
+        if row.is_some_and(|r| r.get::<_, i64>(0) as u64 >= end) {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(10)).await;
+    }
+    let elapsed = started.elapsed();
+    let _ = stop.send(true);
+    let _ = task.await;
+    let rows: i64 = client
+        .query_one("SELECT count(*) FROM read.job_history", &[])
+        .await?
+        .get(0);
+    anyhow::ensure!(
+        rows as usize == EVENTS / 3 * 3,
+        "projection wrote {rows} history rows"
+    );
+    Ok(end as f64 / elapsed.as_secs_f64())
+}
+
+/// Events/s of inserting the same final rows (jobs and their history) raw, 1000 rows a
+/// statement, in one transaction.
+async fn raw_insert(log: &JetStreamLog, url: &str) -> Result<f64> {
+    let (_db, mut client) = fresh_database(url).await?;
+    // Read the events first: the raw side is given its rows, it does not fold them.
+    let events: Vec<_> = log.read_from(1, None).await?.collect().await;
+    let events: Vec<_> = events.into_iter().collect::<Result<_, _>>()?;
+    let started = Instant::now();
+    let tx = client.transaction().await?;
+    let insert_jobs = tx
+        .prepare(
+            "INSERT INTO read.jobs (job_id, agent_id, kind, status, input, result, submitted_at, updated_at, version, seq, position)
+             SELECT * FROM unnest($1::text[], $2::text[], $3::text[], $4::text[], $5::jsonb[], $6::jsonb[], $7::timestamptz[], $8::timestamptz[], $9::bigint[], $10::bigint[], $11::bigint[])",
+        )
+        .await?;
+    let insert_history = tx
+        .prepare(
+            "INSERT INTO read.job_history (job_id, version, event_type, status, actor_kind, actor_id, detail, occurred_at, position)
+             SELECT * FROM unnest($1::text[], $2::bigint[], $3::text[], $4::text[], $5::text[], $6::text[], $7::jsonb[], $8::timestamptz[], $9::bigint[])",
+        )
+        .await?;
+    for chunk in events.chunks(3000) {
+        let mut j: (
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<serde_json::Value>,
+            Vec<serde_json::Value>,
+        ) = Default::default();
+        let mut jt: (
+            Vec<chrono::DateTime<chrono::Utc>>,
+            Vec<chrono::DateTime<chrono::Utc>>,
+            Vec<i64>,
+            Vec<i64>,
+            Vec<i64>,
+        ) = Default::default();
+        let mut h: (
+            Vec<String>,
+            Vec<i64>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<String>,
+            Vec<serde_json::Value>,
+            Vec<chrono::DateTime<chrono::Utc>>,
+            Vec<i64>,
+        ) = Default::default();
+        for e in chunk {
+            let env = &e.envelope;
+            let status = match env.event_type.as_str() {
+                "JobSubmitted" => "PENDING",
+                "JobStarted" => "RUNNING",
+                _ => "COMPLETED",
+            };
+            h.0.push(env.stream.id().to_owned());
+            h.1.push(e.version as i64);
+            h.2.push(env.event_type.clone());
+            h.3.push(status.into());
+            h.4.push("user".into());
+            h.5.push(env.actor.id.clone());
+            h.6.push(env.data.clone());
+            h.7.push(env.occurred_at);
+            h.8.push(e.position as i64);
+            if env.event_type == "JobCompleted" {
+                j.0.push(env.stream.id().to_owned());
+                j.1.push("agent".into());
+                j.2.push("summarise".into());
+                j.3.push("COMPLETED".into());
+                j.4.push(serde_json::json!({}));
+                j.5.push(env.data["result"].clone());
+                jt.0.push(env.occurred_at);
+                jt.1.push(env.occurred_at);
+                jt.2.push(3);
+                jt.3.push(e.position as i64);
+                jt.4.push(e.position as i64);
+            }
+        }
+        tx.execute(
+            &insert_jobs,
+            &[
+                &j.0, &j.1, &j.2, &j.3, &j.4, &j.5, &jt.0, &jt.1, &jt.2, &jt.3, &jt.4,
+            ],
+        )
+        .await?;
+        tx.execute(
+            &insert_history,
+            &[&h.0, &h.1, &h.2, &h.3, &h.4, &h.5, &h.6, &h.7, &h.8],
+        )
+        .await?;
+    }
+    tx.commit().await?;
+    Ok(events.len() as f64 / started.elapsed().as_secs_f64())
+}
+
+pub async fn bench(args: &Args) -> Result<()> {
+    let url = args
+        .database_url
+        .as_deref()
+        .context("DATABASE_URL is needed for the projection benchmark")?;
+    let log = JetStreamLog::connect(&args.nats_url, fresh_config()).await?;
+    println!(
+        "== projection: jobs catch-up over {EVENTS} events vs raw batched insert of the same rows"
+    );
+    let t = Instant::now();
+    let end = fill(&log).await?;
+    println!(
+        "(filled {end} events in {:.1} s)",
+        t.elapsed().as_secs_f64()
+    );
+    let mut projected = Vec::new();
+    let mut raw = Vec::new();
+    for round in 0..args.repeat {
+        let p = catch_up(&log, url, end).await?;
+        let r = raw_insert(&log, url).await?;
+        println!(
+            "round {round}: projection {p:.0} events/s, raw insert {r:.0} events/s, ratio {:.2}",
+            p / r
+        );
+        projected.push(p);
+        raw.push(r);
+    }
+    let (p, p_lo, p_hi) = median(projected.clone());
+    let (r, r_lo, r_hi) = median(raw.clone());
+    let (ratio, lo, hi) = median(projected.iter().zip(&raw).map(|(p, r)| p / r).collect());
+    println!("projection    median {p:.0} events/s (range {p_lo:.0}..{p_hi:.0})");
+    println!("raw insert    median {r:.0} events/s (range {r_lo:.0}..{r_hi:.0})");
+    println!("ratio projection_vs_raw_insert {ratio:.2} (range {lo:.2}..{hi:.2})");
+    let js = async_nats::jetstream::new(log.client().clone());
+    js.delete_stream(&log.config().stream_name).await.ok();
+    Ok(())
+}
