@@ -122,6 +122,38 @@ async fn catch_up(log: &JetStreamLog, url: &str, end: u64) -> Result<f64> {
     Ok(end as f64 / elapsed.as_secs_f64())
 }
 
+type Time = chrono::DateTime<chrono::Utc>;
+
+/// `read.jobs` rows as columns, for `unnest`.
+#[derive(Default)]
+struct JobColumns {
+    job_id: Vec<String>,
+    agent_id: Vec<String>,
+    kind: Vec<String>,
+    status: Vec<String>,
+    input: Vec<serde_json::Value>,
+    result: Vec<serde_json::Value>,
+    submitted_at: Vec<Time>,
+    updated_at: Vec<Time>,
+    version: Vec<i64>,
+    seq: Vec<i64>,
+    position: Vec<i64>,
+}
+
+/// `read.job_history` rows as columns.
+#[derive(Default)]
+struct HistoryColumns {
+    job_id: Vec<String>,
+    version: Vec<i64>,
+    event_type: Vec<String>,
+    status: Vec<String>,
+    actor_kind: Vec<String>,
+    actor_id: Vec<String>,
+    detail: Vec<serde_json::Value>,
+    occurred_at: Vec<Time>,
+    position: Vec<i64>,
+}
+
 /// Events/s of inserting the same final rows (jobs and their history) raw, 1000 rows a
 /// statement, in one transaction.
 async fn raw_insert(log: &JetStreamLog, url: &str) -> Result<f64> {
@@ -144,32 +176,8 @@ async fn raw_insert(log: &JetStreamLog, url: &str) -> Result<f64> {
         )
         .await?;
     for chunk in events.chunks(3000) {
-        let mut j: (
-            Vec<String>,
-            Vec<String>,
-            Vec<String>,
-            Vec<String>,
-            Vec<serde_json::Value>,
-            Vec<serde_json::Value>,
-        ) = Default::default();
-        let mut jt: (
-            Vec<chrono::DateTime<chrono::Utc>>,
-            Vec<chrono::DateTime<chrono::Utc>>,
-            Vec<i64>,
-            Vec<i64>,
-            Vec<i64>,
-        ) = Default::default();
-        let mut h: (
-            Vec<String>,
-            Vec<i64>,
-            Vec<String>,
-            Vec<String>,
-            Vec<String>,
-            Vec<String>,
-            Vec<serde_json::Value>,
-            Vec<chrono::DateTime<chrono::Utc>>,
-            Vec<i64>,
-        ) = Default::default();
+        let mut jobs = JobColumns::default();
+        let mut history = HistoryColumns::default();
         for e in chunk {
             let env = &e.envelope;
             let status = match env.event_type.as_str() {
@@ -177,39 +185,61 @@ async fn raw_insert(log: &JetStreamLog, url: &str) -> Result<f64> {
                 "JobStarted" => "RUNNING",
                 _ => "COMPLETED",
             };
-            h.0.push(env.stream.id().to_owned());
-            h.1.push(e.version as i64);
-            h.2.push(env.event_type.clone());
-            h.3.push(status.into());
-            h.4.push("user".into());
-            h.5.push(env.actor.id.clone());
-            h.6.push(env.data.clone());
-            h.7.push(env.occurred_at);
-            h.8.push(e.position as i64);
+            history.job_id.push(env.stream.id().to_owned());
+            history.version.push(e.version as i64);
+            history.event_type.push(env.event_type.clone());
+            history.status.push(status.into());
+            history.actor_kind.push("user".into());
+            history.actor_id.push(env.actor.id.clone());
+            history.detail.push(env.data.clone());
+            history.occurred_at.push(env.occurred_at);
+            history.position.push(e.position as i64);
             if env.event_type == "JobCompleted" {
-                j.0.push(env.stream.id().to_owned());
-                j.1.push("agent".into());
-                j.2.push("summarise".into());
-                j.3.push("COMPLETED".into());
-                j.4.push(serde_json::json!({}));
-                j.5.push(env.data["result"].clone());
-                jt.0.push(env.occurred_at);
-                jt.1.push(env.occurred_at);
-                jt.2.push(3);
-                jt.3.push(e.position as i64);
-                jt.4.push(e.position as i64);
+                jobs.job_id.push(env.stream.id().to_owned());
+                jobs.agent_id.push("agent".into());
+                jobs.kind.push("summarise".into());
+                jobs.status.push("COMPLETED".into());
+                jobs.input.push(serde_json::json!({}));
+                jobs.result.push(env.data["result"].clone());
+                jobs.submitted_at.push(env.occurred_at);
+                jobs.updated_at.push(env.occurred_at);
+                jobs.version.push(3);
+                jobs.seq.push(e.position as i64);
+                jobs.position.push(e.position as i64);
             }
         }
+        let j = &jobs;
         tx.execute(
             &insert_jobs,
             &[
-                &j.0, &j.1, &j.2, &j.3, &j.4, &j.5, &jt.0, &jt.1, &jt.2, &jt.3, &jt.4,
+                &j.job_id,
+                &j.agent_id,
+                &j.kind,
+                &j.status,
+                &j.input,
+                &j.result,
+                &j.submitted_at,
+                &j.updated_at,
+                &j.version,
+                &j.seq,
+                &j.position,
             ],
         )
         .await?;
+        let h = &history;
         tx.execute(
             &insert_history,
-            &[&h.0, &h.1, &h.2, &h.3, &h.4, &h.5, &h.6, &h.7, &h.8],
+            &[
+                &h.job_id,
+                &h.version,
+                &h.event_type,
+                &h.status,
+                &h.actor_kind,
+                &h.actor_id,
+                &h.detail,
+                &h.occurred_at,
+                &h.position,
+            ],
         )
         .await?;
     }
