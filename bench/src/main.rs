@@ -238,6 +238,9 @@ async fn main() -> Result<()> {
     if wants("log") {
         bench_log(&args).await?;
     }
+    if wants("batch") {
+        bench_batch_latency(&args).await?;
+    }
     if wants("projection") {
         projection::bench(&args).await?;
     }
@@ -245,3 +248,37 @@ async fn main() -> Result<()> {
 }
 
 mod projection;
+
+/// Latency of one append by its number of events (sequential, one stream each).
+async fn bench_batch_latency(args: &Args) -> Result<()> {
+    let log = JetStreamLog::connect(&args.nats_url, fresh_config()).await?;
+    println!("== append latency by events per append (sequential)");
+    for n in [1usize, 2, 3, 10] {
+        let mut times = Vec::new();
+        for _ in 0..200 {
+            let job = new_job();
+            let mut events = vec![submitted(&job)];
+            events.extend(
+                (1..n).map(|_| {
+                    PendingEvent::new(JobStarted {}, Actor::user("bench"), Uuid::new_v4())
+                }),
+            );
+            let t = Instant::now();
+            log.append(AppendRequest::single(
+                Uuid::new_v4(),
+                job,
+                Expected::NO_STREAM,
+                events,
+            ))
+            .await?;
+            times.push(t.elapsed());
+        }
+        times.sort();
+        println!(
+            "append_latency events={n} p50_ms {:.3} p99_ms {:.3}",
+            percentile(&times, 0.5),
+            percentile(&times, 0.99)
+        );
+    }
+    Ok(())
+}

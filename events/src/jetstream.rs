@@ -564,6 +564,24 @@ impl JetStreamLog {
                     headers.insert(BATCH_COMMIT, "1");
                 }
             }
+            if i == 0 && i < last {
+                // The server answers a batch's first message (empty, or an error), and
+                // takes the rest of the batch at once only after that answer.
+                let reply = self
+                    .client
+                    .request_with_headers(m.subject.clone(), headers, m.payload.clone())
+                    .await
+                    .map_err(|e| AttemptError::Unavailable(e.to_string()))?;
+                if !reply.payload.is_empty() {
+                    let ack: PubAck = serde_json::from_slice(&reply.payload).map_err(|e| {
+                        AttemptError::Unavailable(format!("unreadable answer: {e}"))
+                    })?;
+                    if let Some(err) = ack.error {
+                        return Err(Self::attempt_error(&err));
+                    }
+                }
+                continue;
+            }
             if i < last {
                 self.client
                     .publish_with_headers(m.subject.clone(), headers, m.payload.clone())
@@ -582,20 +600,21 @@ impl JetStreamLog {
             let ack: PubAck = serde_json::from_slice(&reply.payload)
                 .map_err(|e| AttemptError::Unavailable(format!("unreadable ack: {e}")))?;
             if let Some(err) = &ack.error {
-                return Err(match err.err_code {
-                    ERR_WRONG_LAST_SEQUENCE | ERR_WRONG_LAST_SEQUENCE_IN_BATCH => {
-                        AttemptError::WrongLastSequence
-                    }
-                    ERR_BATCH_DUPLICATE_MSG_ID => AttemptError::DuplicateBatch,
-                    code => AttemptError::Rejected(format!(
-                        "JetStream error {code}: {}",
-                        err.description
-                    )),
-                });
+                return Err(Self::attempt_error(err));
             }
             return Ok(ack);
         }
         unreachable!("an append has at least one message")
+    }
+
+    fn attempt_error(err: &ApiError) -> AttemptError {
+        match err.err_code {
+            ERR_WRONG_LAST_SEQUENCE | ERR_WRONG_LAST_SEQUENCE_IN_BATCH => {
+                AttemptError::WrongLastSequence
+            }
+            ERR_BATCH_DUPLICATE_MSG_ID => AttemptError::DuplicateBatch,
+            code => AttemptError::Rejected(format!("JetStream error {code}: {}", err.description)),
+        }
     }
 
     /// The events of `command_id` stored from `first_position` on, `count` of them, as
