@@ -21,7 +21,7 @@ pub enum AgentCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Agent {
     pub agent_id: String,
     pub name: String,

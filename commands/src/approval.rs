@@ -27,7 +27,7 @@ pub enum ApprovalCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize)]
 pub struct Approval {
     pub approval_id: String,
     pub action: String,

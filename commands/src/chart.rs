@@ -17,7 +17,7 @@ pub enum ChartCommand {
     Close,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Account {
     pub code: String,
     pub name: String,

@@ -33,7 +33,7 @@ pub enum EntryCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Entry {
     pub posted: JournalEntryPosted,
     pub reversed_by: Option<String>,

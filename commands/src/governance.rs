@@ -137,7 +137,7 @@ pub struct SetBypass {
 }
 
 /// The bypass switch.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct Bypass {
     pub enabled: bool,
     pub until: Option<DateTime<Utc>>,

@@ -47,7 +47,7 @@ impl JobCommand {
 }
 
 /// A job as far as deciding goes.
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Job {
     pub job_id: String,
     pub agent_id: String,

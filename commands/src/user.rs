@@ -38,7 +38,7 @@ pub enum UserCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Token {
     pub role: Role,
     pub scopes: Vec<String>,
@@ -54,7 +54,7 @@ impl Token {
 }
 
 /// A user's tokens by id.
-#[derive(Debug, Clone, PartialEq, Eq, Default)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
 pub struct UserTokens {
     pub tokens: BTreeMap<Uuid, Token>,
 }

@@ -55,6 +55,11 @@ const ERR_WRONG_LAST_SEQUENCE: u32 = 10071;
 const ERR_WRONG_LAST_SEQUENCE_IN_BATCH: u32 = 10164;
 /// A batch re-sent after it was committed: its message ids are in the duplicate window.
 const ERR_BATCH_DUPLICATE_MSG_ID: u32 = 10201;
+/// The server holds too many open atomic batches: nothing was stored, try again shortly.
+const ERR_BATCH_TOO_MANY_INFLIGHT: u32 = 10210;
+/// Atomic batches one process keeps open at once, below the server's own limit (so that
+/// several processes rarely meet it; when they do, the batch is sent again).
+const MAX_BATCHES_IN_FLIGHT: usize = 16;
 
 /// The most events one command may append: the server's atomic batch limit.
 pub const MAX_EVENTS_PER_APPEND: usize = 1000;
@@ -185,6 +190,7 @@ pub struct JetStreamLog {
     client: async_nats::Client,
     js: jetstream::Context,
     cfg: Arc<LogConfig>,
+    batches: Arc<tokio::sync::Semaphore>,
 }
 
 /// A message of the log as stored, before it is decoded.
@@ -221,6 +227,8 @@ struct PubAck {
 enum AttemptError {
     WrongLastSequence,
     DuplicateBatch,
+    /// The server's limit of open batches: back off and send again.
+    Busy,
     Unavailable(String),
     Rejected(String),
 }
@@ -283,6 +291,7 @@ impl JetStreamLog {
             client,
             js,
             cfg: Arc::new(cfg),
+            batches: Arc::new(tokio::sync::Semaphore::new(MAX_BATCHES_IN_FLIGHT)),
         }
     }
 
@@ -554,6 +563,16 @@ impl JetStreamLog {
     /// more. Answers the ack.
     async fn send(&self, messages: &[OutMessage]) -> Result<PubAck, AttemptError> {
         let last = messages.len() - 1;
+        let _permit = if messages.len() > 1 {
+            Some(
+                self.batches
+                    .acquire()
+                    .await
+                    .map_err(|e| AttemptError::Unavailable(e.to_string()))?,
+            )
+        } else {
+            None
+        };
         let batch_id = Uuid::new_v4().simple().to_string();
         for (i, m) in messages.iter().enumerate() {
             let mut headers = m.headers.clone();
@@ -613,6 +632,7 @@ impl JetStreamLog {
                 AttemptError::WrongLastSequence
             }
             ERR_BATCH_DUPLICATE_MSG_ID => AttemptError::DuplicateBatch,
+            ERR_BATCH_TOO_MANY_INFLIGHT => AttemptError::Busy,
             code => AttemptError::Rejected(format!("JetStream error {code}: {}", err.description)),
         }
     }
@@ -758,6 +778,7 @@ impl EventLog for JetStreamLog {
         let occurred_at = Utc::now().trunc_subsecs(6);
         let mut conflicts = 0;
         let mut unavailable_tries = 0;
+        let mut busy_tries = 0u64;
         loop {
             let messages = self.build_messages(&request, &heads, &ids, occurred_at)?;
             match self.send(&messages).await {
@@ -843,6 +864,13 @@ impl EventLog for JetStreamLog {
                                 .into(),
                         }
                     });
+                }
+                Err(AttemptError::Busy) => {
+                    busy_tries += 1;
+                    if busy_tries > 200 {
+                        return Err(unavailable("the log holds too many open batches"));
+                    }
+                    tokio::time::sleep(Duration::from_millis(2 + busy_tries.min(20))).await;
                 }
                 Err(AttemptError::Unavailable(why)) => {
                     unavailable_tries += 1;

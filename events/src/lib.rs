@@ -13,6 +13,7 @@ pub mod domain;
 pub mod envelope;
 pub mod jetstream;
 pub mod log;
+pub mod merkle;
 pub mod stream_id;
 pub mod upcast;
 

@@ -553,3 +553,38 @@ async fn bad_appends_are_refused_before_anything_is_sent() {
     }
     assert_eq!(log.last_position().await.unwrap(), 0);
 }
+
+#[tokio::test]
+async fn many_concurrent_multi_event_appends_all_land() {
+    // More open atomic batches than the server allows at once, from eight processes'
+    // worth of connections: each log paces its own, and sends again what the server
+    // turned away, so every one lands.
+    let log = Arc::new(common::isolated_log().await);
+    let mut logs = vec![log.clone()];
+    for _ in 0..7 {
+        logs.push(Arc::new(
+            JetStreamLog::connect(&common::nats_url(), log.config().clone())
+                .await
+                .unwrap(),
+        ));
+    }
+    let tasks: Vec<_> = (0..240)
+        .map(|i| {
+            let log = logs[i % logs.len()].clone();
+            tokio::spawn(async move {
+                let job = job_stream();
+                log.append(AppendRequest::single(
+                    Uuid::new_v4(),
+                    job.clone(),
+                    Expected::NO_STREAM,
+                    vec![submitted(&job), pending(JobStarted {})],
+                ))
+                .await
+            })
+        })
+        .collect();
+    for t in tasks {
+        t.await.unwrap().unwrap();
+    }
+    assert_eq!(log.last_position().await.unwrap(), 480);
+}

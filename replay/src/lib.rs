@@ -1,7 +1,15 @@
-//! The auditor's tools over the log. For now: [`verify`], which recomputes every event's
-//! hash and every stream's chain and looks for gaps in positions, reporting precisely what
-//! broke and where.
+//! The auditor's tools over the log:
+//! - [`verify`]: every event's hash, every stream's chain and versions, gaps in positions,
+//!   and every seal's root, signature and chain, reporting precisely what broke and where;
+//! - [`seal`] and [`sealer`]: signed Merkle checkpoints of the log;
+//! - [`history`]: the log read with filters, and any stream's state as of a time or a
+//!   position, folded with the deciders' own `evolve`;
+//! - [`export`]: a range of the log with its seals in one file, verifiable offline.
 
+pub mod export;
+pub mod history;
+pub mod seal;
+pub mod sealer;
 pub mod verify;
 
-pub use verify::{Break, BreakKind, Gap, Verifier, VerifyReport, verify_log};
+pub use verify::{Break, BreakKind, Gap, SealReport, Verifier, VerifyReport, verify_log};

@@ -7,12 +7,17 @@
 //! [`Verifier`] is a pure fold over stored messages in log order, so it checks a live log
 //! ([`verify_log`]) and an exported file alike.
 
-use std::collections::HashMap;
+use std::collections::{BTreeMap, HashMap};
 
 use chronicle_events::chain::{ChainError, check_link};
+use chronicle_events::domain::seal::SealRecorded;
+use chronicle_events::domain::{Event, SealEvent};
 use chronicle_events::jetstream::RawEvent;
+use chronicle_events::merkle::{Hash, leaf_of_payload, merkle_root};
 use chronicle_events::{JetStreamLog, LogError, StreamId};
 use serde::Serialize;
+
+use crate::seal::PublicSealKey;
 
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
@@ -25,6 +30,8 @@ pub enum BreakKind {
     BrokenLink,
     /// The version header disagrees with the count of events in the stream.
     WrongVersion,
+    /// A seal's root, signature, range or link to the previous seal does not hold.
+    BadSeal,
 }
 
 /// One thing wrong, and where.
@@ -44,6 +51,16 @@ pub struct Gap {
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct SealReport {
+    pub checked: u64,
+    pub ok: bool,
+    /// The last position covered by a verified seal (0 when none).
+    pub sealed_to: u64,
+    /// Whether signatures were checked (a public key was given).
+    pub signatures_checked: bool,
+}
+
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct VerifyReport {
     pub checked: u64,
     pub first_position: Option<u64>,
@@ -51,6 +68,7 @@ pub struct VerifyReport {
     pub ok: bool,
     pub broken_chains: Vec<Break>,
     pub gaps: Vec<Gap>,
+    pub seals: SealReport,
 }
 
 #[derive(Debug, Clone)]
@@ -68,17 +86,92 @@ pub struct Verifier {
     tips: HashMap<String, StreamTip>,
     report: VerifyReport,
     next_position: Option<u64>,
+    key: Option<PublicSealKey>,
+    seal_subject: String,
+    /// Leaves of the positions after the last seal seen.
+    leaves: BTreeMap<u64, Hash>,
+    /// The last seal seen: the position it sealed to and its hash.
+    last_seal: Option<(u64, String)>,
 }
 
 impl Verifier {
-    pub fn new(subject_prefix: &str, from_position: u64) -> Self {
+    /// A verifier for messages from `from_position` on; with `key`, seal signatures are
+    /// checked too.
+    pub fn new(subject_prefix: &str, from_position: u64, key: Option<PublicSealKey>) -> Self {
         Verifier {
             subject_prefix: subject_prefix.to_owned(),
             from_start: from_position <= 1,
             tips: HashMap::new(),
-            report: VerifyReport::default(),
+            report: VerifyReport {
+                seals: SealReport {
+                    ok: true,
+                    signatures_checked: key.is_some(),
+                    ..SealReport::default()
+                },
+                ..VerifyReport::default()
+            },
             next_position: Some(from_position.max(1)),
+            key,
+            seal_subject: crate::sealer::seal_stream().subject(subject_prefix),
+            leaves: BTreeMap::new(),
+            last_seal: None,
         }
+    }
+
+    fn check_seal(
+        &mut self,
+        raw: &RawEvent,
+        envelope: &chronicle_events::Envelope,
+        seal: &SealRecorded,
+    ) {
+        self.report.seals.checked += 1;
+        let mut problems = Vec::new();
+        if let Some((sealed_to, hash)) = &self.last_seal {
+            if seal.from_position != sealed_to + 1 {
+                problems.push(format!(
+                    "covers {}..={} but the previous seal ended at {sealed_to}",
+                    seal.from_position, seal.to_position
+                ));
+            }
+            if seal.prev_seal.as_deref() != Some(hash.as_str()) {
+                problems.push("prev_seal is not the previous seal's hash".to_owned());
+            }
+        } else if self.from_start && (seal.from_position != 1 || seal.prev_seal.is_some()) {
+            problems.push("the first seal must start at position 1 with no prev_seal".into());
+        }
+        if seal.to_position >= raw.position || seal.from_position > seal.to_position {
+            problems.push(format!(
+                "range {}..={} is not before the seal at {}",
+                seal.from_position, seal.to_position, raw.position
+            ));
+        } else {
+            let range: Vec<Hash> = self
+                .leaves
+                .range(seal.from_position..=seal.to_position)
+                .map(|(_, h)| *h)
+                .collect();
+            let complete = range.len() as u64 == seal.to_position - seal.from_position + 1;
+            if complete {
+                if hex::encode(merkle_root(&range)) != seal.root {
+                    problems.push("the Merkle root does not match the events it covers".into());
+                }
+            } else if self.from_start || self.last_seal.is_some() {
+                problems.push("positions it covers are missing".into());
+            }
+        }
+        if let Some(key) = &self.key
+            && !key.verifies(seal)
+        {
+            problems.push("the signature is not the seal key's".into());
+        }
+        if !problems.is_empty() {
+            self.report.seals.ok = false;
+            self.flag(raw, BreakKind::BadSeal, problems.join("; "));
+        } else {
+            self.report.seals.sealed_to = seal.to_position;
+        }
+        self.leaves = self.leaves.split_off(&(seal.to_position + 1));
+        self.last_seal = Some((seal.to_position, envelope.hash.clone()));
     }
 
     fn flag(&mut self, raw: &RawEvent, kind: BreakKind, detail: impl Into<String>) {
@@ -103,6 +196,7 @@ impl Verifier {
             });
         }
         self.next_position = Some(raw.position + 1);
+        let leaf = leaf_of_payload(&raw.payload);
 
         let value: serde_json::Value = match serde_json::from_slice(&raw.payload) {
             Ok(v @ serde_json::Value::Object(_)) => v,
@@ -123,6 +217,7 @@ impl Verifier {
         match StreamId::from_subject(&self.subject_prefix, &raw.subject) {
             Ok(stream) if stream == envelope.stream => {}
             _ => {
+                self.leaves.insert(raw.position, leaf);
                 return self.flag(
                     raw,
                     BreakKind::Undecodable,
@@ -130,8 +225,12 @@ impl Verifier {
                 );
             }
         }
-        if let Err(e) = envelope.decode() {
-            self.flag(raw, BreakKind::Undecodable, e.to_string());
+        match envelope.decode() {
+            Err(e) => self.flag(raw, BreakKind::Undecodable, e.to_string()),
+            Ok(Event::Seal(SealEvent::SealRecorded(seal))) if raw.subject == self.seal_subject => {
+                self.check_seal(raw, &envelope, &seal)
+            }
+            Ok(_) => {}
         }
 
         let tip = self.tips.get(&raw.subject).cloned();
@@ -179,10 +278,13 @@ impl Verifier {
                 hash: Some(envelope.hash),
             },
         );
+        self.leaves.insert(raw.position, leaf);
     }
 
     pub fn finish(mut self) -> VerifyReport {
-        self.report.ok = self.report.broken_chains.is_empty() && self.report.gaps.is_empty();
+        self.report.ok = self.report.broken_chains.is_empty()
+            && self.report.gaps.is_empty()
+            && self.report.seals.ok;
         self.report
     }
 }
@@ -193,6 +295,8 @@ pub async fn verify_log(
     log: &JetStreamLog,
     from_position: u64,
     to_position: Option<u64>,
+    key: Option<PublicSealKey>,
+    progress: &dyn Fn(u64, u64),
 ) -> Result<VerifyReport, LogError> {
     use chronicle_events::EventLog;
     let end = match to_position {
@@ -200,12 +304,15 @@ pub async fn verify_log(
         None => log.last_position().await?,
     };
     let filter = log.subject_filter(None);
-    let mut verifier = Verifier::new(&log.config().subject_prefix, from_position);
+    let mut verifier = Verifier::new(&log.config().subject_prefix, from_position, key);
     let mut seq = from_position.max(1);
     while seq <= end {
         let (raws, more) = log.read_raw_batch(seq, &filter, 1000).await?;
         for raw in raws.iter().filter(|r| r.position <= end) {
             verifier.check(raw);
+        }
+        if let Some(last) = raws.last() {
+            progress(last.position.min(end), end);
         }
         match raws.last() {
             Some(last) if more && last.position < end => seq = last.position + 1,
@@ -231,7 +338,7 @@ mod tests {
 
     #[test]
     fn missing_positions_are_gaps() {
-        let mut v = Verifier::new("chronicle.ev", 1);
+        let mut v = Verifier::new("chronicle.ev", 1, None);
         for p in [1, 2, 5, 6, 9] {
             v.check(&raw(p, b"{}"));
         }
@@ -261,7 +368,7 @@ mod tests {
 
     #[test]
     fn a_range_that_starts_later_has_no_gap_before_it() {
-        let mut v = Verifier::new("chronicle.ev", 7);
+        let mut v = Verifier::new("chronicle.ev", 7, None);
         v.check(&raw(7, b"{}"));
         assert!(v.finish().gaps.is_empty());
     }

@@ -60,7 +60,7 @@ async fn some_jobs(log: &JetStreamLog, n: usize) -> Vec<StreamId> {
 async fn a_clean_log_verifies() {
     let log = isolated_log().await;
     some_jobs(&log, 5).await;
-    let report = verify_log(&log, 1, None).await.unwrap();
+    let report = verify_log(&log, 1, None, None, &|_, _| {}).await.unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!(report.checked, 10);
     assert_eq!(
@@ -68,7 +68,9 @@ async fn a_clean_log_verifies() {
         (Some(1), Some(10))
     );
     // A range in the middle checks what it can: hashes, and links within the range.
-    let report = verify_log(&log, 4, Some(8)).await.unwrap();
+    let report = verify_log(&log, 4, Some(8), None, &|_, _| {})
+        .await
+        .unwrap();
     assert!(report.ok, "{report:?}");
     assert_eq!(report.checked, 5);
 }
@@ -110,7 +112,7 @@ async fn a_message_published_straight_to_a_subject_is_found() {
         .await
         .unwrap();
 
-    let report = verify_log(&log, 1, None).await.unwrap();
+    let report = verify_log(&log, 1, None, None, &|_, _| {}).await.unwrap();
     assert!(!report.ok);
     let found: Vec<(u64, BreakKind)> = report
         .broken_chains

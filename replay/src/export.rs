@@ -1,0 +1,267 @@
+//! Exports: a range of the log with the seals that cover it, in one NDJSON file that an
+//! auditor verifies with the public seal key alone, on a machine with no access to NATS
+//! or Postgres.
+//!
+//! The file: a manifest line, one line per stored message (`position`, `subject`,
+//! `version`, and the stored envelope as `payload`, or `payload_hex` for a message that
+//! is not JSON), and a last line with the SHA-256 of every byte before it. Seals make the
+//! content tamper-evident; the digest makes any changed byte evident.
+
+use std::io::{BufRead, BufReader, BufWriter, Write};
+use std::path::Path;
+
+use bytes::Bytes;
+use chronicle_events::jetstream::RawEvent;
+use chronicle_events::{EventLog, JetStreamLog, LogError};
+use chrono::Utc;
+use serde::{Deserialize, Serialize};
+use serde_json::{Value, json};
+use sha2::{Digest, Sha256};
+
+use crate::seal::PublicSealKey;
+use crate::sealer::seal_tip;
+use crate::verify::{Verifier, VerifyReport};
+
+pub const FORMAT: &str = "chronicle-export/1";
+
+#[derive(Debug, Clone, Serialize, Deserialize)]
+pub struct Manifest {
+    pub format: String,
+    pub stream_name: String,
+    pub subject_prefix: String,
+    pub from_position: u64,
+    pub to_position: u64,
+    pub messages: u64,
+    /// The public seal key of the exporting system (an auditor should compare it with
+    /// the key they obtained independently, or pass their own).
+    pub seal_public_key: Option<String>,
+    pub created_at: chrono::DateTime<Utc>,
+}
+
+#[derive(Debug, thiserror::Error)]
+pub enum ExportError {
+    #[error(transparent)]
+    Log(#[from] LogError),
+    #[error("cannot write the export: {0}")]
+    Io(#[from] std::io::Error),
+    #[error("the export file is not valid: {0}")]
+    Invalid(String),
+}
+
+/// Writes positions `from..=to` (by default: from 1 to the last seal) to `out`. Answers
+/// the manifest.
+pub async fn export(
+    log: &JetStreamLog,
+    from: Option<u64>,
+    to: Option<u64>,
+    seal_public_key: Option<String>,
+    out: &Path,
+    progress: &dyn Fn(u64, u64),
+) -> Result<Manifest, ExportError> {
+    let from = from.unwrap_or(1).max(1);
+    let to = match to {
+        Some(t) => t,
+        None => {
+            let tip = seal_tip(log).await?;
+            if tip.head.position == 0 {
+                log.last_position().await?
+            } else {
+                tip.head.position
+            }
+        }
+    };
+    let tmp = out.with_extension("partial");
+    let file = std::fs::File::create(&tmp)?;
+    let mut w = DigestWriter::new(BufWriter::new(file));
+    let mut manifest = Manifest {
+        format: FORMAT.into(),
+        stream_name: log.config().stream_name.clone(),
+        subject_prefix: log.config().subject_prefix.clone(),
+        from_position: from,
+        to_position: to,
+        messages: 0,
+        seal_public_key,
+        created_at: Utc::now(),
+    };
+    // The count is known only at the end: the manifest goes first with the range, and
+    // the count is checked against the lines on verify.
+    let mut lines = Vec::new();
+    let filter = log.subject_filter(None);
+    let mut seq = from;
+    while seq <= to {
+        let (raws, more) = log.read_raw_batch(seq, &filter, 1000).await?;
+        for r in raws.iter().filter(|r| r.position <= to) {
+            lines.push(record_line(r));
+        }
+        if let Some(last) = raws.last() {
+            progress(last.position.min(to), to);
+        }
+        match raws.last() {
+            Some(last) if more && last.position < to => seq = last.position + 1,
+            _ => break,
+        }
+    }
+    manifest.messages = lines.len() as u64;
+    w.line(&json!({ "manifest": manifest }))?;
+    for l in &lines {
+        w.line(l)?;
+    }
+    let digest = hex::encode(w.hasher.clone().finalize());
+    let mut inner = w.inner;
+    writeln!(inner, "{}", json!({ "digest": digest }))?;
+    inner.flush()?;
+    drop(inner);
+    std::fs::rename(&tmp, out)?;
+    Ok(manifest)
+}
+
+fn record_line(r: &RawEvent) -> Value {
+    let mut line = json!({
+        "position": r.position,
+        "subject": r.subject,
+        "version": r.version_header,
+    });
+    match serde_json::from_slice::<Value>(&r.payload) {
+        Ok(v) => line["payload"] = v,
+        Err(_) => line["payload_hex"] = json!(hex::encode(&r.payload)),
+    }
+    line
+}
+
+struct DigestWriter<W: Write> {
+    inner: W,
+    hasher: Sha256,
+}
+
+impl<W: Write> DigestWriter<W> {
+    fn new(inner: W) -> Self {
+        DigestWriter {
+            inner,
+            hasher: Sha256::new(),
+        }
+    }
+
+    fn line(&mut self, v: &Value) -> std::io::Result<()> {
+        let mut bytes = serde_json::to_vec(v).map_err(std::io::Error::other)?;
+        bytes.push(b'\n');
+        self.hasher.update(&bytes);
+        self.inner.write_all(&bytes)
+    }
+}
+
+/// What offline verification found.
+#[derive(Debug, Clone, Serialize)]
+pub struct FileReport {
+    pub manifest: Manifest,
+    pub digest_ok: bool,
+    pub problems: Vec<String>,
+    pub report: VerifyReport,
+    pub ok: bool,
+}
+
+/// Verifies an export with `key` (or, without one, the key its manifest names: weaker,
+/// since whoever wrote the file chose it).
+pub fn verify_file(path: &Path, key: Option<PublicSealKey>) -> Result<FileReport, ExportError> {
+    let file = std::fs::File::open(path)?;
+    let reader = BufReader::new(file);
+    let mut hasher = Sha256::new();
+    let mut manifest: Option<Manifest> = None;
+    let mut verifier: Option<Verifier> = None;
+    let mut digest: Option<String> = None;
+    let mut problems = Vec::new();
+    let mut messages = 0u64;
+    let mut last_position = 0u64;
+    for (n, line) in reader.split(b'\n').enumerate() {
+        let line = line?;
+        if digest.is_some() {
+            if !line.is_empty() {
+                problems.push("content after the digest line".into());
+            }
+            continue;
+        }
+        let v: Value = serde_json::from_slice(&line)
+            .map_err(|e| ExportError::Invalid(format!("line {}: {e}", n + 1)))?;
+        if let Some(d) = v.get("digest").and_then(Value::as_str) {
+            digest = Some(d.to_owned());
+            continue;
+        }
+        hasher.update(&line);
+        hasher.update(b"\n");
+        if n == 0 {
+            let m: Manifest =
+                serde_json::from_value(v.get("manifest").cloned().unwrap_or(Value::Null))
+                    .map_err(|e| ExportError::Invalid(format!("manifest: {e}")))?;
+            if m.format != FORMAT {
+                return Err(ExportError::Invalid(format!(
+                    "format {} is not {FORMAT}",
+                    m.format
+                )));
+            }
+            let key = match key {
+                Some(k) => Some(k),
+                None => match &m.seal_public_key {
+                    Some(k) => Some(PublicSealKey::from_hex(k).map_err(ExportError::Invalid)?),
+                    None => None,
+                },
+            };
+            verifier = Some(Verifier::new(&m.subject_prefix, m.from_position, key));
+            manifest = Some(m);
+            continue;
+        }
+        let verifier = verifier
+            .as_mut()
+            .ok_or_else(|| ExportError::Invalid("no manifest".into()))?;
+        let position = v["position"]
+            .as_u64()
+            .ok_or_else(|| ExportError::Invalid(format!("line {}: no position", n + 1)))?;
+        let payload = match (
+            &v.get("payload"),
+            v.get("payload_hex").and_then(Value::as_str),
+        ) {
+            (Some(p), _) => Bytes::from(serde_json::to_vec(p).unwrap_or_default()),
+            (None, Some(h)) => Bytes::from(
+                hex::decode(h)
+                    .map_err(|_| ExportError::Invalid(format!("line {}: bad hex", n + 1)))?,
+            ),
+            _ => return Err(ExportError::Invalid(format!("line {}: no payload", n + 1))),
+        };
+        verifier.check(&RawEvent {
+            position,
+            subject: v["subject"].as_str().unwrap_or_default().to_owned(),
+            version_header: v["version"].as_u64(),
+            msg_id: None,
+            payload,
+        });
+        messages += 1;
+        last_position = position;
+    }
+    let manifest = manifest.ok_or_else(|| ExportError::Invalid("empty file".into()))?;
+    let digest_ok = digest.as_deref() == Some(hex::encode(hasher.finalize()).as_str());
+    if !digest_ok {
+        problems.push("the file's digest does not match its content: it was changed".into());
+    }
+    if messages != manifest.messages {
+        problems.push(format!(
+            "the manifest lists {} messages, the file holds {messages}",
+            manifest.messages
+        ));
+    }
+    if messages > 0 && last_position != manifest.to_position {
+        problems.push(format!(
+            "the file ends at {last_position}, the manifest says {}",
+            manifest.to_position
+        ));
+    }
+    let report = verifier.map(Verifier::finish).unwrap_or_default();
+    if report.seals.sealed_to == 0 && messages > 0 {
+        problems.push("no seal covers this export".into());
+    }
+    let ok = report.ok && problems.is_empty();
+    Ok(FileReport {
+        manifest,
+        digest_ok,
+        problems,
+        report,
+        ok,
+    })
+}
