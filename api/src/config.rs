@@ -37,9 +37,77 @@ pub enum Command {
         #[arg(long)]
         only: Vec<String>,
     },
+    /// The auditor's and operator's history tools.
+    #[command(subcommand)]
+    Replay(ReplayCommand),
     /// Tokens: `chronicle token issue --user U --role R [--ttl SECONDS]`.
     #[command(subcommand)]
     Token(TokenCommand),
+}
+
+#[derive(Debug, Clone, Copy, PartialEq, Eq, ValueEnum)]
+pub enum OutputFormat {
+    Ndjson,
+    Table,
+}
+
+#[derive(Debug, Subcommand)]
+pub enum ReplayCommand {
+    /// The history, filtered, in log order.
+    Events {
+        /// A stream (`job.42`) or a domain (`job.*`).
+        #[arg(long)]
+        stream: Option<String>,
+        #[arg(long = "type")]
+        event_type: Option<String>,
+        #[arg(long)]
+        from_position: Option<u64>,
+        #[arg(long)]
+        to_position: Option<u64>,
+        /// RFC 3339.
+        #[arg(long)]
+        since: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        until: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long, value_enum, default_value = "ndjson")]
+        format: OutputFormat,
+    },
+    /// One stream's state, folded with its decider, now or as of a time or position.
+    State {
+        /// `<domain>.<id>`, e.g. `job.42`.
+        #[arg(value_name = "STREAM")]
+        target: String,
+        #[arg(long, conflicts_with = "at_position")]
+        as_of: Option<chrono::DateTime<chrono::Utc>>,
+        #[arg(long)]
+        at_position: Option<u64>,
+    },
+    /// Verifies the live log (or, with --file, an export offline); exits 1 on any break.
+    Verify {
+        #[arg(long)]
+        from_position: Option<u64>,
+        #[arg(long)]
+        to_position: Option<u64>,
+        /// An export to verify offline, with no access to NATS or Postgres.
+        #[arg(long)]
+        file: Option<std::path::PathBuf>,
+        /// The public seal key (64 hex) to check seals with; offline, without it the
+        /// key named in the export's manifest is used.
+        #[arg(long)]
+        public_key: Option<String>,
+    },
+    /// Writes the events and seals of a range, with a manifest, to a file.
+    Export {
+        #[arg(long)]
+        out: std::path::PathBuf,
+        #[arg(long)]
+        from_position: Option<u64>,
+        /// Default: the last seal.
+        #[arg(long)]
+        to_position: Option<u64>,
+    },
+    /// Appends a seal over everything unsealed now (needs CHRONICLE_SEAL_KEY).
+    Seal,
 }
 
 #[derive(Debug, Subcommand)]
@@ -143,7 +211,7 @@ pub struct Settings {
     )]
     pub listen: SocketAddr,
     /// The JetStream stream holding the log.
-    #[arg(long, env = "CHRONICLE_STREAM", default_value = "CHRONICLE", value_parser = parse_stream_name, global = true)]
+    #[arg(long = "log-stream", id = "log_stream", env = "CHRONICLE_STREAM", default_value = "CHRONICLE", value_parser = parse_stream_name, global = true)]
     pub stream: String,
     /// Subjects of the log are `<prefix>.<domain>.<id>`; change it only to run several
     /// Chronicles on one NATS account.
@@ -158,6 +226,12 @@ pub struct Settings {
     /// Ed25519 seed of the seal key (64 hex characters).
     #[arg(long, env = "CHRONICLE_SEAL_KEY", value_parser = parse_hex_key, hide_env_values = true, global = true)]
     pub seal_key: Option<HexKey>,
+    /// Seal the log once this many events are unsealed...
+    #[arg(long, env = "CHRONICLE_SEAL_EVERY_EVENTS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub seal_every_events: u64,
+    /// ...or once any are and this many seconds have passed since the last seal.
+    #[arg(long, env = "CHRONICLE_SEAL_EVERY_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), global = true)]
+    pub seal_every_seconds: u64,
     /// Log format.
     #[arg(
         long,
@@ -229,7 +303,7 @@ mod tests {
     fn a_malformed_setting_is_refused_naming_it() {
         let err = Cli::try_parse_from(["chronicle", "--replicas", "9", "serve"]).unwrap_err();
         assert!(err.to_string().contains("--replicas"), "{err}");
-        let err = Cli::try_parse_from(["chronicle", "--stream", "a.b", "serve"]).unwrap_err();
-        assert!(err.to_string().contains("--stream"), "{err}");
+        let err = Cli::try_parse_from(["chronicle", "--log-stream", "a.b", "serve"]).unwrap_err();
+        assert!(err.to_string().contains("--log-stream"), "{err}");
     }
 }

@@ -11,6 +11,7 @@ pub mod error;
 pub mod http;
 pub mod idempotency;
 pub mod positions;
+pub mod replay_cli;
 pub mod server;
 pub mod state;
 pub mod telemetry;

@@ -42,7 +42,7 @@ fn main() -> ExitCode {
         }
     };
     match runtime.block_on(run(cli)) {
-        Ok(()) => ExitCode::SUCCESS,
+        Ok(code) => code,
         Err(e) => {
             eprintln!("chronicle: {e:#}");
             ExitCode::FAILURE
@@ -50,8 +50,8 @@ fn main() -> ExitCode {
     }
 }
 
-async fn run(cli: Cli) -> Result<()> {
-    match cli.command {
+async fn run(cli: Cli) -> Result<ExitCode> {
+    let done = match cli.command {
         Command::Migrate => {
             let applied = server::migrate(&cli.settings).await?;
             println!("applied {} migration(s): {applied:?}", applied.len());
@@ -74,6 +74,9 @@ async fn run(cli: Cli) -> Result<()> {
             println!("{token}");
             Ok(())
         }
+        Command::Replay(replay) => {
+            return chronicle_api::replay_cli::run(&cli.settings, replay).await;
+        }
         Command::Dev(args) => {
             let env = dev::prepare(cli.settings, &args).await?;
             let applied = server::migrate(&env.settings).await?;
@@ -86,7 +89,8 @@ async fn run(cli: Cli) -> Result<()> {
             }
             result
         }
-    }
+    };
+    done.map(|()| ExitCode::SUCCESS)
 }
 
 /// Serves the API until Ctrl-C or SIGTERM; with `projectors`, runs every projection in

@@ -56,7 +56,25 @@ pub async fn run_projectors(
 ) -> Result<()> {
     let cfg = RunnerConfig::new(settings.database_url()?);
     tracing::info!(count = projections.len(), "projectors starting");
+    // The sealer runs beside the projectors wherever a seal key is configured; one is
+    // active across all processes.
+    let sealer = settings.seal_key.as_ref().map(|k| {
+        let sealer_cfg = chronicle_replay::sealer::SealerConfig {
+            database_url: cfg.database_url.clone(),
+            every_events: settings.seal_every_events,
+            every: std::time::Duration::from_secs(settings.seal_every_seconds),
+        };
+        tokio::spawn(chronicle_replay::sealer::run(
+            log.clone(),
+            sealer_cfg,
+            chronicle_replay::seal::SealKey::from_seed(&k.0),
+            stop.clone(),
+        ))
+    });
     chronicle_projections::runtime::run_all(Arc::new(log), cfg, projections, stop).await;
+    if let Some(s) = sealer {
+        let _ = s.await;
+    }
     Ok(())
 }
 
@@ -87,6 +105,10 @@ pub async fn connect(settings: &Settings) -> Result<AppState> {
         revocations,
         idempotency,
         positions: Positions::start(settings.database_url()?.to_owned()),
+        seal_public: settings
+            .seal_key
+            .as_ref()
+            .map(|k| chronicle_replay::seal::SealKey::from_seed(&k.0).public()),
     })
 }
 

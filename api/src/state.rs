@@ -20,4 +20,6 @@ pub struct AppState {
     pub revocations: Arc<Revocations>,
     pub idempotency: Idempotency,
     pub positions: Positions,
+    /// The public half of `CHRONICLE_SEAL_KEY`, when configured.
+    pub seal_public: Option<chronicle_replay::seal::PublicSealKey>,
 }

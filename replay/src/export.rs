@@ -56,7 +56,7 @@ pub async fn export(
     to: Option<u64>,
     seal_public_key: Option<String>,
     out: &Path,
-    progress: &dyn Fn(u64, u64),
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<Manifest, ExportError> {
     let from = from.unwrap_or(1).max(1);
     let to = match to {

@@ -296,7 +296,7 @@ pub async fn verify_log(
     from_position: u64,
     to_position: Option<u64>,
     key: Option<PublicSealKey>,
-    progress: &dyn Fn(u64, u64),
+    progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<VerifyReport, LogError> {
     use chronicle_events::EventLog;
     let end = match to_position {

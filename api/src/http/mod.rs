@@ -15,6 +15,7 @@ use uuid::Uuid;
 use crate::error::{ApiError, Code, REQUEST_ID};
 use crate::state::AppState;
 
+pub mod audit;
 pub mod commands;
 pub mod health;
 pub mod queries;
@@ -29,6 +30,7 @@ pub fn app(state: AppState) -> Router {
         .merge(health::router())
         .merge(commands::router())
         .merge(queries::router())
+        .merge(audit::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

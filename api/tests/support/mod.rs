@@ -15,6 +15,7 @@ use tokio::net::TcpListener;
 use uuid::Uuid;
 
 pub const SIGNING_KEY: &str = "6b1f0e3c5d7a9b2c4e6f8a0b1c3d5e7f9a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d";
+pub const SEAL_KEY: &str = "1f2e3d4c5b6a79880f1e2d3c4b5a69780e1d2c3b4a5968770d1c2b3a49586766";
 
 pub fn settings_for(stream: &str, prefix: &str, database_url: &str) -> Settings {
     let nats = std::env::var("NATS_URL").expect("NATS_URL is not set: run scripts/test");
@@ -24,12 +25,14 @@ pub fn settings_for(stream: &str, prefix: &str, database_url: &str) -> Settings 
         &nats,
         "--database-url",
         database_url,
-        "--stream",
+        "--log-stream",
         stream,
         "--subject-prefix",
         prefix,
         "--signing-key",
         SIGNING_KEY,
+        "--seal-key",
+        SEAL_KEY,
         "serve",
     ])
     .settings

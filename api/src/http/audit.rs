@@ -1,0 +1,174 @@
+//! The audit routes (`GET /v1/audit/...`, roles `auditor` or `admin`): the history as
+//! NDJSON streamed in constant memory, any stream's state as of a time or position,
+//! verification of the whole log, and the public seal key.
+
+use std::collections::HashMap;
+
+use axum::Router;
+use axum::body::Body;
+use axum::extract::{Path, Query, State};
+use axum::http::header;
+use axum::response::{IntoResponse, Response};
+use axum::routing::get;
+use chronicle_events::domain::user::Role;
+use chronicle_events::{Domain, StreamId};
+use chronicle_replay::history::{AsOf, HistoryFilter, history, record_json, state_at};
+use chrono::{DateTime, Utc};
+use futures::StreamExt;
+use serde_json::json;
+
+use crate::auth::Caller;
+use crate::error::{ApiError, Code};
+use crate::state::AppState;
+
+const AUDIT_ROLES: &[Role] = &[Role::Auditor, Role::Admin];
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/v1/audit/events", get(events))
+        .route("/v1/audit/streams/{domain}/{id}/state", get(stream_state))
+        .route("/v1/audit/verify", get(verify))
+        .route("/v1/audit/seal-key", get(seal_key))
+}
+
+type Params = Query<HashMap<String, String>>;
+
+fn bad(field: &str, message: impl Into<String>) -> ApiError {
+    let message = message.into();
+    ApiError::new(Code::MalformedRequest, message.clone()).with_field(field, message)
+}
+
+fn only(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
+    match q.keys().find(|k| !allowed.contains(&k.as_str())) {
+        Some(k) => Err(bad(
+            k,
+            format!(
+                "unknown parameter `{}`; this route takes {}",
+                k.chars().take(64).collect::<String>(),
+                allowed.join(", ")
+            ),
+        )),
+        None => Ok(()),
+    }
+}
+
+fn position(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
+    q.get(name)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            v.parse::<u64>()
+                .map_err(|_| bad(name, format!("{name} must be a log position")))
+        })
+        .transpose()
+}
+
+fn time(q: &HashMap<String, String>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    q.get(name)
+        .filter(|v| !v.is_empty())
+        .map(|v| {
+            DateTime::parse_from_rfc3339(v)
+                .map(|t| t.with_timezone(&Utc))
+                .map_err(|_| bad(name, format!("{name} must be an RFC 3339 time")))
+        })
+        .transpose()
+}
+
+/// The history, one envelope a line with its position and version, in log order.
+async fn events(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    caller.require(AUDIT_ROLES)?;
+    only(
+        &q,
+        &[
+            "stream",
+            "type",
+            "from_position",
+            "to_position",
+            "since",
+            "until",
+        ],
+    )?;
+    let filter = HistoryFilter {
+        stream: q.get("stream").filter(|v| !v.is_empty()).cloned(),
+        event_type: q.get("type").filter(|v| !v.is_empty()).cloned(),
+        from_position: position(&q, "from_position")?,
+        to_position: position(&q, "to_position")?,
+        since: time(&q, "since")?,
+        until: time(&q, "until")?,
+    };
+    filter.validate().map_err(|(field, why)| bad(field, why))?;
+    let stream = history(&s.log, filter).await.map_err(ApiError::from)?;
+    let lines = stream.map(|item| {
+        let mut line = match item {
+            Ok(e) => serde_json::to_vec(&record_json(&e)).unwrap_or_default(),
+            Err(e) => {
+                // The status line is gone: say so in the stream and end it.
+                tracing::error!(error = %e, "history stream interrupted");
+                serde_json::to_vec(&json!({"error": "the history could not be read to the end; retry from the last position received"})).unwrap_or_default()
+            }
+        };
+        line.push(b'\n');
+        Ok::<_, std::convert::Infallible>(line)
+    });
+    Ok((
+        [(header::CONTENT_TYPE, "application/x-ndjson")],
+        Body::from_stream(lines),
+    )
+        .into_response())
+}
+
+async fn stream_state(
+    State(s): State<AppState>,
+    caller: Caller,
+    Path((domain, id)): Path<(String, String)>,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    caller.require(AUDIT_ROLES)?;
+    only(&q, &["as_of", "at_position"])?;
+    let domain: Domain = domain
+        .parse()
+        .map_err(|_| ApiError::not_found("no such domain"))?;
+    let stream = StreamId::new(domain, id).map_err(|_| ApiError::not_found("no such stream"))?;
+    let as_of = match (time(&q, "as_of")?, position(&q, "at_position")?) {
+        (Some(_), Some(_)) => return Err(bad("as_of", "give as_of or at_position, not both")),
+        (Some(t), None) => AsOf::Time(t),
+        (None, Some(p)) => AsOf::Position(p),
+        (None, None) => AsOf::Now,
+    };
+    let at = state_at(&s.log, &stream, as_of)
+        .await
+        .map_err(ApiError::from)?;
+    if !at.exists && matches!(as_of, AsOf::Now) {
+        return Err(ApiError::not_found(format!("no events in {stream}")));
+    }
+    Ok(axum::Json(at).into_response())
+}
+
+async fn verify(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    caller.require(AUDIT_ROLES)?;
+    only(&q, &["from_position", "to_position"])?;
+    let from = position(&q, "from_position")?.unwrap_or(1);
+    let to = position(&q, "to_position")?;
+    if to.is_some_and(|t| t < from) {
+        return Err(bad("from_position", "from_position is after to_position"));
+    }
+    let report = chronicle_replay::verify_log(&s.log, from, to, s.seal_public, &|_, _| {})
+        .await
+        .map_err(ApiError::from)?;
+    Ok(axum::Json(report).into_response())
+}
+
+async fn seal_key(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
+    caller.require(AUDIT_ROLES)?;
+    let key = s
+        .seal_public
+        .ok_or_else(|| ApiError::not_found("this deployment has no seal key configured"))?;
+    Ok(axum::Json(json!({ "algorithm": "Ed25519", "public_key": key.to_hex() })).into_response())
+}
