@@ -108,6 +108,13 @@ pub enum ReplayCommand {
     },
     /// Appends a seal over everything unsealed now (needs CHRONICLE_SEAL_KEY).
     Seal,
+    /// Rebuilds read models from the log beside the live tables, compares, and swaps them
+    /// in one transaction; queries keep answering throughout.
+    Rebuild {
+        /// tokens, jobs, approvals, ledger, agents, or all.
+        #[arg(default_value = "all")]
+        projection: String,
+    },
 }
 
 #[derive(Debug, Subcommand)]

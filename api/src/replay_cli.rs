@@ -215,6 +215,33 @@ pub async fn run(settings: &Settings, command: ReplayCommand) -> Result<ExitCode
             );
             Ok(ExitCode::SUCCESS)
         }
+        ReplayCommand::Rebuild { projection } => {
+            let only = if projection == "all" {
+                vec![]
+            } else {
+                vec![projection]
+            };
+            let projections = server::select_projections(&only)?;
+            let log = server::connect_log(settings).await?;
+            let url = settings.database_url()?;
+            let mut all_identical = true;
+            for p in projections {
+                let progress = Progress::new("rebuild");
+                let report = chronicle_replay::rebuild::rebuild(&log, url, p, &|at, end| {
+                    progress.update(at, end)
+                })
+                .await?;
+                progress.finish();
+                all_identical &= report.identical;
+                println!("{}", serde_json::to_string(&report)?);
+            }
+            if !all_identical {
+                eprintln!(
+                    "some rebuilt tables differ from the live ones they replaced (see above)"
+                );
+            }
+            Ok(ExitCode::SUCCESS)
+        }
         ReplayCommand::Seal => {
             let key = settings
                 .seal_key

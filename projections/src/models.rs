@@ -20,7 +20,9 @@ macro_rules! stmt {
     };
 }
 
-/// A read model: the events it folds and how.
+/// A read model: the events it folds and how. Its SQL names tables without a schema:
+/// the runtime sets `search_path` to `read` (or, during a rebuild, to the schema the new
+/// tables are built in).
 pub trait Projection: Send + Sync + 'static {
     /// Its name: the key of its checkpoint.
     fn name(&self) -> &'static str;
@@ -60,14 +62,14 @@ impl Projection for Tokens {
         &[Domain::User]
     }
     fn tables(&self) -> &'static [&'static str] {
-        &["read.tokens"]
+        &["tokens"]
     }
     fn apply(&self, r: &RecordedEvent, event: &Event, out: &mut Vec<Stmt>) {
         let Event::User(e) = event else { return };
         let user = r.envelope.stream.id().to_owned();
         match e {
             UserEvent::TokenIssued(t) => out.push(stmt!(
-                "INSERT INTO read.tokens (jti, user_id, role, scopes, issued_at, expires_at, seq, position)
+                "INSERT INTO tokens (jti, user_id, role, scopes, issued_at, expires_at, seq, position)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
                 t.jti,
                 user,
@@ -78,7 +80,7 @@ impl Projection for Tokens {
                 pos(r),
             )),
             UserEvent::TokenRevoked(t) => out.push(stmt!(
-                "UPDATE read.tokens SET revoked_at = $2, revoke_reason = $3, position = $4
+                "UPDATE tokens SET revoked_at = $2, revoke_reason = $3, position = $4
                  WHERE jti = $1 AND revoked_at IS NULL",
                 t.jti,
                 r.envelope.occurred_at,
@@ -86,7 +88,7 @@ impl Projection for Tokens {
                 pos(r),
             )),
             UserEvent::AllTokensRevoked(t) => out.push(stmt!(
-                "UPDATE read.tokens SET revoked_at = $2, revoke_reason = $3, position = $4
+                "UPDATE tokens SET revoked_at = $2, revoke_reason = $3, position = $4
                  WHERE jti = ANY($1) AND revoked_at IS NULL",
                 t.jtis.clone(),
                 r.envelope.occurred_at,
@@ -108,7 +110,7 @@ impl Projection for Jobs {
         &[Domain::Job]
     }
     fn tables(&self) -> &'static [&'static str] {
-        &["read.job_history", "read.jobs"]
+        &["job_history", "jobs"]
     }
     fn apply(&self, r: &RecordedEvent, event: &Event, out: &mut Vec<Stmt>) {
         let Event::Job(e) = event else { return };
@@ -118,7 +120,7 @@ impl Projection for Jobs {
         let status = match e {
             JobEvent::JobSubmitted(s) => {
                 out.push(stmt!(
-                    "INSERT INTO read.jobs (job_id, agent_id, kind, status, input, submitted_at, updated_at, version, seq, position)
+                    "INSERT INTO jobs (job_id, agent_id, kind, status, input, submitted_at, updated_at, version, seq, position)
                      VALUES ($1, $2, $3, 'PENDING', $4, $5, $5, $6, $7, $7)",
                     job.clone(),
                     s.agent_id.clone(),
@@ -132,42 +134,42 @@ impl Projection for Jobs {
             }
             JobEvent::JobStarted(_) => {
                 out.push(stmt!(
-                    "UPDATE read.jobs SET status = 'RUNNING', updated_at = $2, version = $3, position = $4 WHERE job_id = $1",
+                    "UPDATE jobs SET status = 'RUNNING', updated_at = $2, version = $3, position = $4 WHERE job_id = $1",
                     job.clone(), at, version, pos(r),
                 ));
                 "RUNNING"
             }
             JobEvent::JobCompleted(c) => {
                 out.push(stmt!(
-                    "UPDATE read.jobs SET status = 'COMPLETED', result = $5, updated_at = $2, version = $3, position = $4 WHERE job_id = $1",
+                    "UPDATE jobs SET status = 'COMPLETED', result = $5, updated_at = $2, version = $3, position = $4 WHERE job_id = $1",
                     job.clone(), at, version, pos(r), c.result.clone(),
                 ));
                 "COMPLETED"
             }
             JobEvent::JobFailed(f) => {
                 out.push(stmt!(
-                    "UPDATE read.jobs SET status = 'FAILED', error = $5, updated_at = $2, version = $3, position = $4 WHERE job_id = $1",
+                    "UPDATE jobs SET status = 'FAILED', error = $5, updated_at = $2, version = $3, position = $4 WHERE job_id = $1",
                     job.clone(), at, version, pos(r), f.error.clone(),
                 ));
                 "FAILED"
             }
             JobEvent::JobCancelled(c) => {
                 out.push(stmt!(
-                    "UPDATE read.jobs SET status = 'CANCELLED', cancel_reason = $5, updated_at = $2, version = $3, position = $4 WHERE job_id = $1",
+                    "UPDATE jobs SET status = 'CANCELLED', cancel_reason = $5, updated_at = $2, version = $3, position = $4 WHERE job_id = $1",
                     job.clone(), at, version, pos(r), c.reason.clone(),
                 ));
                 "CANCELLED"
             }
             JobEvent::JobRetried(_) => {
                 out.push(stmt!(
-                    "UPDATE read.jobs SET status = 'PENDING', error = NULL, result = NULL, updated_at = $2, version = $3, position = $4 WHERE job_id = $1",
+                    "UPDATE jobs SET status = 'PENDING', error = NULL, result = NULL, updated_at = $2, version = $3, position = $4 WHERE job_id = $1",
                     job.clone(), at, version, pos(r),
                 ));
                 "PENDING"
             }
         };
         out.push(stmt!(
-            "INSERT INTO read.job_history (job_id, version, event_type, status, actor_kind, actor_id, detail, occurred_at, position)
+            "INSERT INTO job_history (job_id, version, event_type, status, actor_kind, actor_id, detail, occurred_at, position)
              VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
             job,
             version,
@@ -196,7 +198,7 @@ impl Projection for Approvals {
         &[Domain::Approval]
     }
     fn tables(&self) -> &'static [&'static str] {
-        &["read.approvals"]
+        &["approvals"]
     }
     fn apply(&self, r: &RecordedEvent, event: &Event, out: &mut Vec<Stmt>) {
         let Event::Approval(e) = event else { return };
@@ -205,7 +207,7 @@ impl Projection for Approvals {
         let who = r.envelope.actor.id.clone();
         match e {
             ApprovalEvent::ApprovalRequested(a) => out.push(stmt!(
-                "INSERT INTO read.approvals (approval_id, action, payload, reason, status, requested_by, requested_at, agent_id, escalated_command_id, seq, position)
+                "INSERT INTO approvals (approval_id, action, payload, reason, status, requested_by, requested_at, agent_id, escalated_command_id, seq, position)
                  VALUES ($1, $2, $3, $4, 'PENDING', $5, $6, $7, $8, $9, $9)",
                 id,
                 a.action.clone(),
@@ -218,7 +220,7 @@ impl Projection for Approvals {
                 pos(r),
             )),
             ApprovalEvent::ApprovalGranted(a) => out.push(stmt!(
-                "UPDATE read.approvals SET status = 'APPROVED', decided_by = $2, decided_at = $3, decision_reason = $4, position = $5 WHERE approval_id = $1",
+                "UPDATE approvals SET status = 'APPROVED', decided_by = $2, decided_at = $3, decision_reason = $4, position = $5 WHERE approval_id = $1",
                 id,
                 who,
                 at,
@@ -226,7 +228,7 @@ impl Projection for Approvals {
                 pos(r),
             )),
             ApprovalEvent::ApprovalRejected(a) => out.push(stmt!(
-                "UPDATE read.approvals SET status = 'REJECTED', decided_by = $2, decided_at = $3, decision_reason = $4, position = $5 WHERE approval_id = $1",
+                "UPDATE approvals SET status = 'REJECTED', decided_by = $2, decided_at = $3, decision_reason = $4, position = $5 WHERE approval_id = $1",
                 id,
                 who,
                 at,
@@ -248,17 +250,13 @@ impl Projection for Ledger {
         &[Domain::Chart, Domain::Entry]
     }
     fn tables(&self) -> &'static [&'static str] {
-        &[
-            "read.journal_lines",
-            "read.journal_entries",
-            "read.accounts",
-        ]
+        &["journal_lines", "journal_entries", "accounts"]
     }
     fn apply(&self, r: &RecordedEvent, event: &Event, out: &mut Vec<Stmt>) {
         let at = r.envelope.occurred_at;
         match event {
             Event::Chart(ChartEvent::AccountOpened(a)) => out.push(stmt!(
-                "INSERT INTO read.accounts (code, name, type, currency, status, opened_at, seq, position)
+                "INSERT INTO accounts (code, name, type, currency, status, opened_at, seq, position)
                  VALUES ($1, $2, $3, $4, 'OPEN', $5, $6, $6)",
                 a.code.clone(),
                 a.name.clone(),
@@ -268,14 +266,14 @@ impl Projection for Ledger {
                 pos(r),
             )),
             Event::Chart(ChartEvent::AccountClosed(_)) => out.push(stmt!(
-                "UPDATE read.accounts SET status = 'CLOSED', closed_at = $2, position = $3 WHERE code = $1",
+                "UPDATE accounts SET status = 'CLOSED', closed_at = $2, position = $3 WHERE code = $1",
                 r.envelope.stream.id().to_owned(),
                 at,
                 pos(r),
             )),
             Event::Entry(EntryEvent::JournalEntryPosted(p)) => {
                 out.push(stmt!(
-                    "INSERT INTO read.journal_entries (entry_id, effective_date, memo, reverses, posted_by, posted_at, seq, position)
+                    "INSERT INTO journal_entries (entry_id, effective_date, memo, reverses, posted_by, posted_at, seq, position)
                      VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
                     p.entry_id.clone(),
                     p.effective_date,
@@ -289,7 +287,7 @@ impl Projection for Ledger {
                     let debit = line.debit.map(|m| m.0);
                     let credit = line.credit.map(|m| m.0);
                     out.push(stmt!(
-                        "INSERT INTO read.journal_lines (entry_id, line_no, account, debit, credit, currency, effective_date, seq)
+                        "INSERT INTO journal_lines (entry_id, line_no, account, debit, credit, currency, effective_date, seq)
                          VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
                         p.entry_id.clone(),
                         i as i32 + 1,
@@ -301,7 +299,7 @@ impl Projection for Ledger {
                         pos(r),
                     ));
                     out.push(stmt!(
-                        "UPDATE read.accounts SET debits = debits + COALESCE($2::bigint, 0), credits = credits + COALESCE($3::bigint, 0), position = $4 WHERE code = $1",
+                        "UPDATE accounts SET debits = debits + COALESCE($2::bigint, 0), credits = credits + COALESCE($3::bigint, 0), position = $4 WHERE code = $1",
                         line.account.clone(),
                         debit,
                         credit,
@@ -310,7 +308,7 @@ impl Projection for Ledger {
                 }
             }
             Event::Entry(EntryEvent::JournalEntryReversed(e)) => out.push(stmt!(
-                "UPDATE read.journal_entries SET reversed_by = $2, reverse_reason = $3, position = $4 WHERE entry_id = $1",
+                "UPDATE journal_entries SET reversed_by = $2, reverse_reason = $3, position = $4 WHERE entry_id = $1",
                 r.envelope.stream.id().to_owned(),
                 e.reversal_entry_id.clone(),
                 e.reason.clone(),
@@ -332,14 +330,14 @@ impl Projection for Agents {
         &[Domain::Agent]
     }
     fn tables(&self) -> &'static [&'static str] {
-        &["read.governance_decisions", "read.agents"]
+        &["governance_decisions", "agents"]
     }
     fn apply(&self, r: &RecordedEvent, event: &Event, out: &mut Vec<Stmt>) {
         let Event::Agent(e) = event else { return };
         let at = r.envelope.occurred_at;
         match e {
             AgentEvent::AgentRegistered(a) => out.push(stmt!(
-                "INSERT INTO read.agents (agent_id, name, maturity, registered_at, updated_at, seq, position)
+                "INSERT INTO agents (agent_id, name, maturity, registered_at, updated_at, seq, position)
                  VALUES ($1, $2, $3, $4, $4, $5, $5)",
                 a.agent_id.clone(),
                 a.name.clone(),
@@ -348,14 +346,14 @@ impl Projection for Agents {
                 pos(r),
             )),
             AgentEvent::AgentMaturityChanged(m) => out.push(stmt!(
-                "UPDATE read.agents SET maturity = $2, updated_at = $3, position = $4 WHERE agent_id = $1",
+                "UPDATE agents SET maturity = $2, updated_at = $3, position = $4 WHERE agent_id = $1",
                 r.envelope.stream.id().to_owned(),
                 m.to.as_str(),
                 at,
                 pos(r),
             )),
             AgentEvent::GovernanceDecisionRecorded(d) => out.push(stmt!(
-                "INSERT INTO read.governance_decisions (position, agent_id, action, complexity, maturity, outcome, reason, command_id, approval_id, occurred_at)
+                "INSERT INTO governance_decisions (position, agent_id, action, complexity, maturity, outcome, reason, command_id, approval_id, occurred_at)
                  VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10)",
                 pos(r),
                 d.agent_id.clone(),

@@ -24,6 +24,9 @@ use tokio_postgres::{Client, NoTls, Statement};
 
 use crate::models::{Projection, Stmt};
 
+/// How often an idle active worker checks that it should still run.
+const IDLE_CHECK: Duration = Duration::from_millis(500);
+
 /// The channel checkpoints are announced on.
 pub const CHANNEL: &str = "chronicle_projections";
 
@@ -54,6 +57,8 @@ enum BatchError {
     Connection(tokio_postgres::Error),
     /// Some event of the batch was refused by the read model.
     Refused,
+    /// The projection is no longer `running` (a rebuild took it over): stand by.
+    Paused,
 }
 
 /// Why one event cannot be applied.
@@ -92,12 +97,20 @@ pub async fn run(
     }
 }
 
-async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
+/// A connection whose unqualified table names are `schema`'s.
+pub async fn connect_in(url: &str, schema: &str) -> Result<Client, tokio_postgres::Error> {
     let (client, conn) = tokio_postgres::connect(url, NoTls).await?;
     tokio::spawn(async move {
         let _ = conn.await;
     });
+    client
+        .batch_execute(&format!("SET search_path TO {schema}, public"))
+        .await?;
     Ok(client)
+}
+
+async fn connect(url: &str) -> Result<Client, tokio_postgres::Error> {
+    connect_in(url, "read").await
 }
 
 async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) {
@@ -118,9 +131,25 @@ async fn active(
 ) -> Result<(), String> {
     let name = projection.name();
     let err = |e: tokio_postgres::Error| e.to_string();
-    loop {
+    client
+        .execute(
+            "INSERT INTO read.projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
+            &[&name],
+        )
+        .await
+        .map_err(err)?;
+    // Stand by until the projection may run (not failed, not being rebuilt) and this
+    // worker holds its lock.
+    let checkpoint = loop {
         if *shutdown.borrow() {
             return Ok(());
+        }
+        let (_, before) = checkpoint_of(client, name).await.map_err(err)?;
+        if before != "running" {
+            // Failed (an operator must act) or being rebuilt: wait without the lock, so
+            // that a rebuild can take it.
+            sleep_or_shutdown(Duration::from_secs(1), shutdown).await;
+            continue;
         }
         let locked: bool = client
             .query_one(
@@ -130,39 +159,19 @@ async fn active(
             .await
             .map_err(err)?
             .get(0);
-        if locked {
-            break;
-        }
-        sleep_or_shutdown(cfg.standby_poll, shutdown).await;
-    }
-    tracing::info!(projection = name, "active");
-    client
-        .execute(
-            "INSERT INTO read.projection_checkpoints (name) VALUES ($1) ON CONFLICT DO NOTHING",
-            &[&name],
-        )
-        .await
-        .map_err(err)?;
-    let mut statements: HashMap<&'static str, Statement> = HashMap::new();
-    loop {
-        let row = client
-            .query_one(
-                "SELECT position, state FROM read.projection_checkpoints WHERE name = $1",
-                &[&name],
-            )
-            .await
-            .map_err(err)?;
-        let checkpoint = row.get::<_, i64>(0) as u64;
-        let state: String = row.get(1);
-        if state == "failed" {
-            // Stopped on an event it cannot apply: wait for an operator (a rebuild, or
-            // resetting the state) without holding up the other projections.
-            sleep_or_shutdown(Duration::from_secs(2), shutdown).await;
-            if *shutdown.borrow() {
-                return Ok(());
-            }
+        if !locked {
+            sleep_or_shutdown(cfg.standby_poll, shutdown).await;
             continue;
         }
+        let (position, after) = checkpoint_of(client, name).await.map_err(err)?;
+        if after != "running" {
+            return Err(format!("{name} is {after}; standing by"));
+        }
+        break position;
+    };
+    tracing::info!(projection = name, checkpoint, "active");
+    let mut statements: HashMap<&'static str, Statement> = HashMap::new();
+    {
         let mut feed = log
             .follow(checkpoint + 1, &[])
             .await
@@ -171,6 +180,14 @@ async fn active(
             let first = tokio::select! {
                 _ = shutdown.changed() => return Ok(()),
                 next = feed.next() => next,
+                _ = tokio::time::sleep(IDLE_CHECK) => {
+                    // Idle: make sure nobody asked this projection to stand by (a rebuild).
+                    let (_, state) = checkpoint_of(client, name).await.map_err(err)?;
+                    if state != "running" {
+                        return Err(format!("{name} is {state}; standing by"));
+                    }
+                    continue;
+                }
             };
             let Some(first) = first else {
                 return Err("the log feed ended".into());
@@ -208,14 +225,14 @@ async fn active(
                     record_failure(client, name, &poison).await.map_err(err)?;
                     tracing::error!(projection = name, position = poison.position, error = %poison.error, "projection stopped on a message that is not an event");
                 }
-                break;
+                return Err(format!("{name} stopped"));
             }
             match apply_batch(client, projection, &batch, &mut statements).await {
                 Ok(()) => {
                     if let Some(poison) = corrupt {
                         record_failure(client, name, &poison).await.map_err(err)?;
                         tracing::error!(projection = name, position = poison.position, error = %poison.error, "projection stopped on a message that is not an event");
-                        break;
+                        return Err(format!("{name} stopped"));
                     }
                 }
                 Err(BatchError::Connection(e)) => return Err(e.to_string()),
@@ -243,16 +260,31 @@ async fn active(
                                     error = %poison.error,
                                     "projection stopped on an event it cannot apply"
                                 );
-                                break;
+                                return Err(format!("{name} failed at {}", poison.position));
                             }
+                            Err(BatchError::Paused) => return Err(format!("{name} paused")),
                         }
                     }
-                    // Back to the top: the state is failed now.
-                    break;
+                    return Err("resuming after isolating a refused batch".into());
                 }
+                Err(BatchError::Paused) => return Err(format!("{name} paused for a rebuild")),
             }
         }
     }
+}
+
+/// A projection's checkpoint and state.
+async fn checkpoint_of(
+    client: &Client,
+    name: &str,
+) -> Result<(u64, String), tokio_postgres::Error> {
+    client
+        .query_one(
+            "SELECT position, state FROM read.projection_checkpoints WHERE name = $1",
+            &[&name],
+        )
+        .await
+        .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, String>(1)))
 }
 
 /// Applies `batch` and moves the checkpoint past it, in one transaction, then announces
@@ -304,23 +336,30 @@ async fn apply_batch(
             .zip(&params)
             .map(|(s, p)| client.execute(&statements[s.sql], p));
         futures::future::try_join_all(writes).await?;
-        client
+        let moved = client
             .execute(
-                "UPDATE read.projection_checkpoints SET position = $2, state = 'running', error = NULL, error_position = NULL, updated_at = now() WHERE name = $1",
+                "UPDATE read.projection_checkpoints SET position = $2, error = NULL, error_position = NULL, updated_at = now() WHERE name = $1 AND state = 'running'",
                 &[&projection.name(), &(last as i64)],
             )
             .await?;
+        if moved != 1 {
+            return Ok(false);
+        }
         client
             .execute(
                 "SELECT pg_notify($1, $2)",
                 &[&CHANNEL, &format!("{}:{last}", projection.name())],
             )
             .await?;
-        Ok::<_, tokio_postgres::Error>(())
+        Ok::<_, tokio_postgres::Error>(true)
     }
     .await;
     match result {
-        Ok(()) => client.batch_execute("COMMIT").await.map_err(classify),
+        Ok(true) => client.batch_execute("COMMIT").await.map_err(classify),
+        Ok(false) => {
+            let _ = client.batch_execute("ROLLBACK").await;
+            Err(BatchError::Paused)
+        }
         Err(e) => {
             let _ = client.batch_execute("ROLLBACK").await;
             Err(classify(e))

@@ -4,10 +4,13 @@
 //! - [`seal`] and [`sealer`]: signed Merkle checkpoints of the log;
 //! - [`history`]: the log read with filters, and any stream's state as of a time or a
 //!   position, folded with the deciders' own `evolve`;
-//! - [`export`]: a range of the log with its seals in one file, verifiable offline.
+//! - [`export`]: a range of the log with its seals in one file, verifiable offline;
+//! - [`rebuild`]: a projection rebuilt from the log beside the live tables, compared, and
+//!   swapped in atomically.
 
 pub mod export;
 pub mod history;
+pub mod rebuild;
 pub mod seal;
 pub mod sealer;
 pub mod verify;
