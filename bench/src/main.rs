@@ -7,6 +7,7 @@
 //!   100 000 other streams in the log.
 //! - `projection`: the jobs projection catching up over 200 000 events (from a fresh
 //!   database) against a raw batched insert of the same rows into Postgres.
+//! - `verify`: verifying 200 000 events against a raw ordered JetStream read of them.
 
 use std::time::{Duration, Instant};
 
@@ -244,10 +245,14 @@ async fn main() -> Result<()> {
     if wants("projection") {
         projection::bench(&args).await?;
     }
+    if wants("verify") {
+        verify::bench(&args).await?;
+    }
     Ok(())
 }
 
 mod projection;
+mod verify;
 
 /// Latency of one append by its number of events (sequential, one stream each).
 async fn bench_batch_latency(args: &Args) -> Result<()> {

@@ -17,7 +17,7 @@ use uuid::Uuid;
 
 use crate::{Args, fresh_config, median};
 
-const EVENTS: usize = 200_000;
+pub(crate) const EVENTS: usize = 200_000;
 
 async fn fresh_database(url: &str) -> Result<(String, Client)> {
     let (admin, conn) = tokio_postgres::connect(url, NoTls).await?;
@@ -38,7 +38,7 @@ async fn fresh_database(url: &str) -> Result<(String, Client)> {
 
 /// EVENTS events: jobs submitted, started and completed, one event per append (atomic
 /// batches cost a server fsync each; this fills the log fast).
-async fn fill(log: &JetStreamLog) -> Result<u64> {
+pub(crate) async fn fill(log: &JetStreamLog) -> Result<u64> {
     let actor = Actor::user("bench");
     let jobs = EVENTS / 3;
     let results: Vec<_> = futures::stream::iter(0..jobs)

@@ -1,0 +1,73 @@
+//! Verification over 200 000 events against a raw ordered JetStream read of the same
+//! range, same server, same run.
+
+use std::time::Instant;
+
+use anyhow::Result;
+use async_nats::jetstream::consumer;
+use chronicle_events::JetStreamLog;
+use futures::StreamExt;
+
+use crate::projection::{EVENTS, fill};
+use crate::{Args, fresh_config, median};
+
+async fn raw_read(log: &JetStreamLog, end: u64) -> Result<f64> {
+    let stream = log
+        .jetstream()
+        .get_stream(&log.config().stream_name)
+        .await?;
+    let started = Instant::now();
+    let consumer = stream
+        .create_consumer(consumer::pull::OrderedConfig {
+            deliver_policy: consumer::DeliverPolicy::All,
+            ..Default::default()
+        })
+        .await?;
+    let mut messages = consumer.messages().await?;
+    let mut n = 0u64;
+    while let Some(m) = messages.next().await {
+        let m = m?;
+        n += 1;
+        if m.info().map_err(anyhow::Error::msg)?.stream_sequence >= end {
+            break;
+        }
+    }
+    anyhow::ensure!(n == end, "read {n} of {end}");
+    Ok(end as f64 / started.elapsed().as_secs_f64())
+}
+
+async fn verify(log: &JetStreamLog, end: u64) -> Result<f64> {
+    let started = Instant::now();
+    let report = chronicle_replay::verify_log(log, 1, Some(end), None, &|_, _| {}).await?;
+    anyhow::ensure!(report.ok && report.checked == end, "verify: {report:?}");
+    Ok(end as f64 / started.elapsed().as_secs_f64())
+}
+
+pub async fn bench(args: &Args) -> Result<()> {
+    let log = JetStreamLog::connect(&args.nats_url, fresh_config()).await?;
+    println!("== verify over {EVENTS} events vs a raw ordered JetStream read of the same range");
+    let end = fill(&log).await?;
+    let mut verified = Vec::new();
+    let mut raw = Vec::new();
+    for round in 0..args.repeat {
+        let v = verify(&log, end).await?;
+        let r = raw_read(&log, end).await?;
+        println!(
+            "round {round}: verify {v:.0} events/s, raw read {r:.0} msgs/s, ratio {:.2}",
+            v / r
+        );
+        verified.push(v);
+        raw.push(r);
+    }
+    let (v, v_lo, v_hi) = median(verified.clone());
+    let (r, r_lo, r_hi) = median(raw.clone());
+    let (ratio, lo, hi) = median(verified.iter().zip(&raw).map(|(v, r)| v / r).collect());
+    println!("verify        median {v:.0} events/s (range {v_lo:.0}..{v_hi:.0})");
+    println!("raw read      median {r:.0} msgs/s (range {r_lo:.0}..{r_hi:.0})");
+    println!("ratio verify_vs_raw_read {ratio:.2} (range {lo:.2}..{hi:.2})");
+    log.jetstream()
+        .delete_stream(&log.config().stream_name)
+        .await
+        .ok();
+    Ok(())
+}
