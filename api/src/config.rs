@@ -239,6 +239,21 @@ pub struct Settings {
     /// ...or once any are and this many seconds have passed since the last seal.
     #[arg(long, env = "CHRONICLE_SEAL_EVERY_SECONDS", default_value_t = 60, value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub seal_every_seconds: u64,
+    /// Requests per second allowed to one token (or, without a token, one address);
+    /// bursts of twice that are let through.
+    #[arg(long, env = "CHRONICLE_RATE_LIMIT", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub rate_limit: u32,
+    /// Origins allowed to call the API from a browser (comma-separated); none by default.
+    #[arg(
+        long,
+        env = "CHRONICLE_CORS_ORIGINS",
+        value_delimiter = ',',
+        global = true
+    )]
+    pub cors_origins: Vec<String>,
+    /// Send Strict-Transport-Security (set when a TLS proxy fronts Chronicle).
+    #[arg(long, env = "CHRONICLE_HSTS", default_value_t = false, global = true)]
+    pub hsts: bool,
     /// Log format.
     #[arg(
         long,

@@ -109,6 +109,11 @@ pub async fn connect(settings: &Settings) -> Result<AppState> {
             .seal_key
             .as_ref()
             .map(|k| chronicle_replay::seal::SealKey::from_seed(&k.0).public()),
+        policy: crate::http::hardening::HttpPolicy {
+            rate_limit: settings.rate_limit,
+            cors_origins: settings.cors_origins.clone(),
+            hsts: settings.hsts,
+        },
     })
 }
 
@@ -168,10 +173,13 @@ pub async fn serve(
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
     let app = crate::http::app(state);
-    axum::serve(listener, app)
-        .with_graceful_shutdown(shutdown)
-        .await
-        .context("the HTTP server failed")
+    axum::serve(
+        listener,
+        app.into_make_service_with_connect_info::<std::net::SocketAddr>(),
+    )
+    .with_graceful_shutdown(shutdown)
+    .await
+    .context("the HTTP server failed")
 }
 
 /// Resolves on Ctrl-C or SIGTERM.

@@ -22,4 +22,5 @@ pub struct AppState {
     pub positions: Positions,
     /// The public half of `CHRONICLE_SEAL_KEY`, when configured.
     pub seal_public: Option<chronicle_replay::seal::PublicSealKey>,
+    pub policy: crate::http::hardening::HttpPolicy,
 }

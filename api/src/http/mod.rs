@@ -17,6 +17,7 @@ use crate::state::AppState;
 
 pub mod audit;
 pub mod commands;
+pub mod hardening;
 pub mod health;
 pub mod queries;
 
@@ -26,6 +27,8 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 
 /// The whole application.
 pub fn app(state: AppState) -> Router {
+    let policy = state.policy.clone();
+    let limiter = hardening::Limiter::new(policy.rate_limit);
     Router::new()
         .merge(health::router())
         .merge(commands::router())
@@ -39,8 +42,17 @@ pub fn app(state: AppState) -> Router {
             StatusCode::SERVICE_UNAVAILABLE,
             Duration::from_secs(30),
         ))
+        .layer(middleware::from_fn_with_state(
+            limiter,
+            hardening::rate_limit,
+        ))
         // Outside the body limit and the time-out, so their bare answers get a body too.
         .layer(middleware::from_fn(problem_for_bare_errors))
+        .layer(hardening::cors(&policy.cors_origins))
+        .layer(middleware::from_fn_with_state(
+            policy.hsts,
+            hardening::security_headers,
+        ))
         .layer(middleware::from_fn(request_id))
 }
 
