@@ -82,6 +82,9 @@ pub async fn run_projectors(
 /// the idempotency records and builds the Postgres pool.
 pub async fn connect(settings: &Settings) -> Result<AppState> {
     let key = settings.signing_key()?;
+    if crate::metrics::handle().is_some() {
+        crate::metrics::describe();
+    }
     let log = JetStreamLog::connect(settings.nats_url()?, settings.log_config())
         .await
         .context("NATS_URL")?;

@@ -197,3 +197,46 @@ async fn a_caller_over_the_rate_limit_gets_429_with_retry_after() {
         .await;
     assert_eq!(r.status, 200);
 }
+
+#[tokio::test]
+async fn metrics_count_requests_commands_and_projection_lag() {
+    let app = support::App::start().await;
+    let a = app
+        .post(
+            "/v1/commands/jobs",
+            &app.admin,
+            serde_json::json!({"agent_id": "a", "kind": "k"}),
+        )
+        .await;
+    assert_eq!(a.status, 201);
+    let _ = app
+        .post(
+            "/v1/commands/jobs/none/start",
+            &app.admin,
+            serde_json::json!({}),
+        )
+        .await;
+    let r = app
+        .http
+        .get(format!("{}/metrics", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let text = r.text().await.unwrap();
+    for needle in [
+        "chronicle_http_requests_total{method=\"POST\",route=\"/v1/commands/jobs\",status=\"201\"}",
+        "chronicle_commands_total{command=\"job.submit\",outcome=\"ok\"}",
+        "chronicle_commands_total{command=\"job.start\",outcome=\"rejected\"}",
+        "chronicle_command_duration_seconds_bucket",
+        "chronicle_append_duration_seconds_bucket",
+        "chronicle_projection_lag{projection=\"jobs\"}",
+        "chronicle_revoked_tokens",
+    ] {
+        assert!(text.contains(needle), "{needle} missing from:\n{text}");
+    }
+    assert!(
+        !text.contains("/v1/commands/jobs/none"),
+        "ids never become labels"
+    );
+}

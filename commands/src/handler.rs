@@ -306,6 +306,26 @@ impl CommandHandler {
 
     /// Executes `command` for the caller described by `ctx`.
     pub async fn execute(&self, ctx: &Ctx, command: &Command) -> Result<Answer, HandlerError> {
+        let started = std::time::Instant::now();
+        let result = self.execute_inner(ctx, command).await;
+        let action = command.action().name();
+        let outcome = match &result {
+            Ok(Answer::Done(_)) => "ok",
+            Ok(Answer::Escalated { .. }) => "escalated",
+            Err(HandlerError::Rejected(_)) => "rejected",
+            Err(HandlerError::Forbidden(_)) => "forbidden",
+            Err(HandlerError::GovernanceDenied(_)) => "denied",
+            Err(HandlerError::VersionConflict { .. }) => "conflict",
+            Err(HandlerError::Log(_)) => "log_error",
+        };
+        metrics::counter!("chronicle_commands_total", "command" => action, "outcome" => outcome)
+            .increment(1);
+        metrics::histogram!("chronicle_command_duration_seconds", "command" => action)
+            .record(started.elapsed().as_secs_f64());
+        result
+    }
+
+    async fn execute_inner(&self, ctx: &Ctx, command: &Command) -> Result<Answer, HandlerError> {
         let mut attempt = 0;
         loop {
             match self.attempt(ctx, command, attempt > 0).await {
@@ -448,7 +468,11 @@ impl CommandHandler {
             command_id: ctx.command_id,
             writes: plan.writes.clone(),
         };
-        let outcome = self.log.append(request.clone()).await?;
+        let started = std::time::Instant::now();
+        let outcome = self.log.append(request.clone()).await;
+        metrics::histogram!("chronicle_append_duration_seconds")
+            .record(started.elapsed().as_secs_f64());
+        let outcome = outcome?;
         self.advance_cache(&request, &outcome);
         Ok(outcome)
     }

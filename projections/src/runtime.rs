@@ -355,7 +355,12 @@ async fn apply_batch(
     }
     .await;
     match result {
-        Ok(true) => client.batch_execute("COMMIT").await.map_err(classify),
+        Ok(true) => {
+            client.batch_execute("COMMIT").await.map_err(classify)?;
+            metrics::counter!("chronicle_projection_events_applied_total", "projection" => projection.name())
+                .increment(batch.len() as u64);
+            Ok(())
+        }
         Ok(false) => {
             let _ = client.batch_execute("ROLLBACK").await;
             Err(BatchError::Paused)

@@ -34,6 +34,7 @@ pub fn app(state: AppState) -> Router {
         .merge(commands::router())
         .merge(queries::router())
         .merge(audit::router())
+        .route("/metrics", axum::routing::get(metrics_text))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
@@ -54,6 +55,34 @@ pub fn app(state: AppState) -> Router {
             hardening::security_headers,
         ))
         .layer(middleware::from_fn(request_id))
+}
+
+/// Prometheus text; gauges that are read, not counted, are set as it is asked for.
+async fn metrics_text(axum::extract::State(state): axum::extract::State<AppState>) -> Response {
+    use chronicle_events::EventLog;
+    let Some(handle) = crate::metrics::handle() else {
+        return ApiError::new(Code::Internal, "metrics are not available").into_response();
+    };
+    if let Ok(Ok(end)) =
+        tokio::time::timeout(Duration::from_secs(1), state.log.last_position()).await
+    {
+        metrics::gauge!("chronicle_log_position").set(end as f64);
+        for name in chronicle_projections::models::NAMES {
+            let pos = state.positions.position_of(&[name]);
+            metrics::gauge!("chronicle_projection_position", "projection" => name).set(pos as f64);
+            metrics::gauge!("chronicle_projection_lag", "projection" => name)
+                .set(end.saturating_sub(pos) as f64);
+        }
+    }
+    metrics::gauge!("chronicle_revoked_tokens").set(state.revocations.len() as f64);
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        handle.render(),
+    )
+        .into_response()
 }
 
 async fn not_found() -> ApiError {
@@ -84,6 +113,13 @@ async fn request_id(req: Request, next: Next) -> Response {
         .unwrap_or_else(|| Uuid::now_v7().to_string());
     let span = tracing::info_span!("request", request_id = %id, method = %req.method(), path = %req.uri().path());
     let started = std::time::Instant::now();
+    let method = req.method().to_string();
+    // The route's pattern, not the path: ids must not become label values.
+    let route = req
+        .extensions()
+        .get::<axum::extract::MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
     let mut response = REQUEST_ID
         .scope(id.clone(), async move {
             let _enter = span.enter();
@@ -99,6 +135,10 @@ async fn request_id(req: Request, next: Next) -> Response {
     if let Ok(v) = HeaderValue::from_str(&id) {
         response.headers_mut().insert(REQUEST_ID_HEADER, v);
     }
+    let status = response.status().as_u16().to_string();
+    metrics::counter!("chronicle_http_requests_total", "method" => method.clone(), "route" => route.clone(), "status" => status).increment(1);
+    metrics::histogram!("chronicle_http_request_duration_seconds", "method" => method, "route" => route)
+        .record(started.elapsed().as_secs_f64());
     response
 }
 
