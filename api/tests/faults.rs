@@ -104,3 +104,87 @@ async fn postgres_restarted_under_load_loses_nothing() {
         "every accepted command is in the read model once"
     );
 }
+
+#[tokio::test]
+async fn nats_restarted_under_load_loses_no_acknowledged_command() {
+    // A nats-server of this test's own, so that stopping it disturbs no other test.
+    let dir = tempfile::tempdir().unwrap();
+    let port = free_port();
+    let mut nats = dev::start_nats(dir.path(), port).unwrap();
+    let tag = Uuid::new_v4().simple().to_string();
+    let mut settings = support::settings_for(
+        &format!("T{tag}"),
+        &format!("t{}.ev", &tag[..12]),
+        &support::database_url(),
+    );
+    settings.nats_url = Some(format!("nats://127.0.0.1:{port}"));
+    let app = Arc::new(App::start_with(settings).await);
+
+    let kind = Uuid::new_v4().simple().to_string();
+    let load = {
+        let (app, kind) = (app.clone(), kind.clone());
+        tokio::spawn(async move {
+            let mut accepted = Vec::new();
+            let mut unavailable = 0;
+            let started = std::time::Instant::now();
+            let mut i = 0;
+            while started.elapsed() < Duration::from_secs(10) {
+                i += 1;
+                let a = app
+                    .post(
+                        "/v1/commands/jobs",
+                        &app.admin,
+                        json!({"agent_id": "a", "kind": kind, "input": i}),
+                    )
+                    .await;
+                match a.status.as_u16() {
+                    201 => accepted.push(a.body["stream"].as_str().unwrap().to_owned()),
+                    503 => {
+                        assert_eq!(a.body["code"], "LOG_UNAVAILABLE", "{}", a.body);
+                        assert!(a.headers.contains_key("retry-after"));
+                        unavailable += 1;
+                    }
+                    other => panic!("{other}: {}", a.body),
+                }
+                tokio::time::sleep(Duration::from_millis(20)).await;
+            }
+            (accepted, unavailable)
+        })
+    };
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    nats.stop();
+    tokio::time::sleep(Duration::from_millis(4000)).await;
+    let _nats = dev::start_nats(dir.path(), port).unwrap();
+    let (accepted, unavailable) = load.await.unwrap();
+    assert!(unavailable > 0, "commands saw the log away");
+    let after = accepted.len();
+    assert!(after > 0);
+
+    // Every acknowledged command is in the log, once.
+    use chronicle_events::EventLog;
+    let mut seen = std::collections::HashMap::new();
+    let mut events = app.state.log.read_from(1, Some("job.*")).await.unwrap();
+    use futures::StreamExt;
+    while let Some(e) = events.next().await {
+        let e = e.unwrap();
+        if e.envelope.data["kind"] == kind.as_str() {
+            *seen.entry(e.envelope.stream.to_string()).or_insert(0) += 1;
+        }
+    }
+    for stream in &accepted {
+        assert_eq!(
+            seen.get(stream),
+            Some(&1),
+            "{stream} acknowledged but not in the log once"
+        );
+    }
+    // And the client reconnected: the last commands were accepted after the restart.
+    let a = app
+        .post(
+            "/v1/commands/jobs",
+            &app.admin,
+            json!({"agent_id": "a", "kind": kind}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{}", a.body);
+}

@@ -347,6 +347,20 @@ impl JetStreamLog {
         self.last_position().await.map(|_| ())
     }
 
+    /// Fails fast when the connection is down (after a short grace for a reconnect in
+    /// progress), rather than letting each request wait out its time-out.
+    async fn ensure_connected(&self) -> Result<(), LogError> {
+        use async_nats::connection::State;
+        let deadline = tokio::time::Instant::now() + Duration::from_millis(500);
+        while self.client.connection_state() != State::Connected {
+            if tokio::time::Instant::now() >= deadline {
+                return Err(unavailable("not connected to NATS"));
+            }
+            tokio::time::sleep(Duration::from_millis(25)).await;
+        }
+        Ok(())
+    }
+
     fn subject_of(&self, stream: &StreamId) -> String {
         stream.subject(&self.cfg.subject_prefix)
     }
@@ -401,6 +415,7 @@ impl JetStreamLog {
         filter: &str,
         batch: usize,
     ) -> Result<(Vec<RawEvent>, bool), LogError> {
+        self.ensure_connected().await?;
         let inbox = self.client.new_inbox();
         let mut sub = self
             .client
@@ -449,6 +464,7 @@ impl JetStreamLog {
 
     /// The last stored message of one subject.
     async fn last_raw(&self, subject: &str) -> Result<Option<RawEvent>, LogError> {
+        self.ensure_connected().await?;
         let body = serde_json::json!({ "last_by_subj": subject });
         let msg = self
             .client
@@ -562,6 +578,9 @@ impl JetStreamLog {
     /// Sends one attempt: a plain JetStream publish for one message, an atomic batch for
     /// more. Answers the ack.
     async fn send(&self, messages: &[OutMessage]) -> Result<PubAck, AttemptError> {
+        self.ensure_connected()
+            .await
+            .map_err(|e| AttemptError::Unavailable(e.to_string()))?;
         let last = messages.len() - 1;
         let _permit = if messages.len() > 1 {
             Some(

@@ -33,6 +33,9 @@ pub fn settings_for(stream: &str, prefix: &str, database_url: &str) -> Settings 
         SIGNING_KEY,
         "--seal-key",
         SEAL_KEY,
+        // Load tests here are not what the rate limit is for; its own test sets it low.
+        "--rate-limit",
+        "100000",
         "serve",
     ])
     .settings
