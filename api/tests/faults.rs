@@ -188,3 +188,99 @@ async fn nats_restarted_under_load_loses_no_acknowledged_command() {
         .await;
     assert_eq!(a.status, 201, "{}", a.body);
 }
+
+#[tokio::test]
+async fn sigterm_under_load_loses_no_acknowledged_command_and_exits_0() {
+    use nix::sys::signal::{Signal, kill};
+    use nix::unistd::Pid;
+
+    let tag = Uuid::new_v4().simple().to_string();
+    let (stream, prefix) = (format!("T{tag}"), format!("t{}.ev", &tag[..12]));
+    let settings = support::settings_for(&stream, &prefix, &support::database_url());
+    let state = chronicle_api::server::connect(&settings).await.unwrap();
+    let admin = chronicle_api::server::issue_token(
+        &state,
+        "root",
+        chronicle_events::domain::user::Role::Admin,
+        None,
+    )
+    .await
+    .unwrap();
+    let port = free_port();
+    let mut child = std::process::Command::new(env!("CARGO_BIN_EXE_chronicle"))
+        .arg("serve")
+        .env("NATS_URL", settings.nats_url.clone().unwrap())
+        .env("DATABASE_URL", support::database_url())
+        .env("CHRONICLE_STREAM", &stream)
+        .env("CHRONICLE_SUBJECT_PREFIX", &prefix)
+        .env("CHRONICLE_SIGNING_KEY", support::SIGNING_KEY)
+        .env("CHRONICLE_LISTEN", format!("127.0.0.1:{port}"))
+        .env("CHRONICLE_RATE_LIMIT", "100000")
+        .stdout(std::process::Stdio::null())
+        .stderr(std::process::Stdio::null())
+        .spawn()
+        .unwrap();
+    let base = format!("http://127.0.0.1:{port}");
+    let http = reqwest::Client::new();
+    for _ in 0..100 {
+        if http.get(format!("{base}/health/live")).send().await.is_ok() {
+            break;
+        }
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+
+    let kind = Uuid::new_v4().simple().to_string();
+    let workers: Vec<_> = (0..8)
+        .map(|w| {
+            let (http, base, admin, kind) =
+                (http.clone(), base.clone(), admin.clone(), kind.clone());
+            tokio::spawn(async move {
+                let mut accepted = Vec::new();
+                for i in 0..1000 {
+                    let r = http
+                        .post(format!("{base}/v1/commands/jobs"))
+                        .bearer_auth(&admin)
+                        .json(&json!({"agent_id": "a", "kind": kind, "input": [w, i]}))
+                        .send()
+                        .await;
+                    let Ok(r) = r else { break }; // the server has stopped listening
+                    if r.status() == 201 {
+                        let body: serde_json::Value = r.json().await.unwrap();
+                        accepted.push(body["stream"].as_str().unwrap().to_owned());
+                    } else {
+                        assert!(
+                            r.status().is_server_error() || r.status() == 503,
+                            "{}",
+                            r.status()
+                        );
+                    }
+                }
+                accepted
+            })
+        })
+        .collect();
+    tokio::time::sleep(Duration::from_millis(1500)).await;
+    kill(Pid::from_raw(child.id() as i32), Signal::SIGTERM).unwrap();
+    let mut accepted = Vec::new();
+    for w in workers {
+        accepted.extend(w.await.unwrap());
+    }
+    let status = tokio::task::spawn_blocking(move || child.wait().unwrap())
+        .await
+        .unwrap();
+    assert!(
+        status.success(),
+        "chronicle serve exits 0 on SIGTERM: {status}"
+    );
+    assert!(!accepted.is_empty());
+
+    use chronicle_events::EventLog;
+    for stream in &accepted {
+        let id: chronicle_events::StreamId = stream.parse().unwrap();
+        assert_eq!(
+            state.log.read_stream(&id, 1).await.unwrap().len(),
+            1,
+            "{stream} was acknowledged: it is in the log once"
+        );
+    }
+}

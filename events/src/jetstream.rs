@@ -57,6 +57,9 @@ const ERR_WRONG_LAST_SEQUENCE_IN_BATCH: u32 = 10164;
 const ERR_BATCH_DUPLICATE_MSG_ID: u32 = 10201;
 /// The server holds too many open atomic batches: nothing was stored, try again shortly.
 const ERR_BATCH_TOO_MANY_INFLIGHT: u32 = 10210;
+/// JetStream is temporarily unavailable, or this node is not the stream's leader.
+const ERR_CLUSTER_NOT_AVAILABLE: u32 = 10008;
+const ERR_NOT_LEADER: u32 = 10009;
 /// Atomic batches one process keeps open at once, below the server's own limit (so that
 /// several processes rarely meet it; when they do, the batch is sent again).
 const MAX_BATCHES_IN_FLIGHT: usize = 16;
@@ -205,6 +208,9 @@ pub struct RawEvent {
 
 #[derive(Debug, Deserialize)]
 struct ApiError {
+    /// HTTP-like: 503 means "try again", whatever the specific code.
+    #[serde(default)]
+    code: u16,
     #[serde(default)]
     err_code: u32,
     #[serde(default)]
@@ -646,6 +652,13 @@ impl JetStreamLog {
     }
 
     fn attempt_error(err: &ApiError) -> AttemptError {
+        if err.code == 503 || matches!(err.err_code, ERR_CLUSTER_NOT_AVAILABLE | ERR_NOT_LEADER) {
+            // JetStream starting up, recovering, or electing a leader: nothing stored.
+            return AttemptError::Unavailable(format!(
+                "JetStream error {}: {}",
+                err.err_code, err.description
+            ));
+        }
         match err.err_code {
             ERR_WRONG_LAST_SEQUENCE | ERR_WRONG_LAST_SEQUENCE_IN_BATCH => {
                 AttemptError::WrongLastSequence

@@ -79,11 +79,30 @@ fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T, Ap
         }
         body
     };
-    serde_json::from_slice(bytes).map_err(|e| {
+    let malformed = |e: serde_json::Error| {
         let mut detail = format!("the body does not fit this command: {e}");
         detail.truncate(300);
         ApiError::new(Code::MalformedRequest, detail)
-    })
+    };
+    let value: Value = serde_json::from_slice(bytes).map_err(malformed)?;
+    // A NUL character cannot be stored by the read models (Postgres text and jsonb refuse
+    // it): accepted into the log, it would stop a projection for good.
+    if has_nul(&value) {
+        return Err(ApiError::new(
+            Code::MalformedRequest,
+            "strings may not contain the NUL character (\\u0000)",
+        ));
+    }
+    serde_json::from_value(value).map_err(malformed)
+}
+
+fn has_nul(v: &Value) -> bool {
+    match v {
+        Value::String(s) => s.contains('\0'),
+        Value::Array(items) => items.iter().any(has_nul),
+        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
+        _ => false,
+    }
 }
 
 /// Ids a command creates when the body does not name them: derived from the command id,

@@ -38,6 +38,7 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)
+        .layer(middleware::from_fn(refuse_nul_in_uri))
         .layer(RequestBodyLimitLayer::new(BODY_LIMIT))
         .layer(TimeoutLayer::with_status_code(
             StatusCode::SERVICE_UNAVAILABLE,
@@ -83,6 +84,20 @@ async fn metrics_text(axum::extract::State(state): axum::extract::State<AppState
         handle.render(),
     )
         .into_response()
+}
+
+/// A NUL character (`%00`) in a path or query can name nothing Chronicle stores, and
+/// Postgres refuses it in text: answer 400 before any handler sees it.
+async fn refuse_nul_in_uri(req: Request, next: Next) -> Response {
+    let uri = req.uri().to_string();
+    if uri.to_ascii_lowercase().contains("%00") {
+        return ApiError::new(
+            Code::MalformedRequest,
+            "the request's path or query contains a NUL character",
+        )
+        .into_response();
+    }
+    next.run(req).await
 }
 
 async fn not_found() -> ApiError {
