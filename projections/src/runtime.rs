@@ -273,6 +273,62 @@ async fn active(
     }
 }
 
+/// The statements that fold `events` into `projection`'s tables; events of other domains
+/// are skipped. Fails with the position of an event that does not decode.
+pub fn statements_for(
+    projection: &dyn Projection,
+    events: &[RecordedEvent],
+) -> Result<Vec<Stmt>, u64> {
+    let mut stmts = Vec::new();
+    for e in events {
+        if !projection.domains().contains(&e.envelope.stream.domain()) {
+            continue;
+        }
+        let event = e.decode().map_err(|_| e.position)?;
+        projection.apply(e, &event, &mut stmts);
+    }
+    Ok(stmts)
+}
+
+/// Prepares, once per connection, every statement `stmts` uses.
+pub async fn prepare_all(
+    client: &Client,
+    stmts: &[Stmt],
+    cache: &mut HashMap<&'static str, Statement>,
+) -> Result<(), tokio_postgres::Error> {
+    for s in stmts {
+        if !cache.contains_key(s.sql) {
+            let prepared = client.prepare(s.sql).await?;
+            cache.insert(s.sql, prepared);
+        }
+    }
+    Ok(())
+}
+
+/// Sends `stmts` pipelined on `client`, executed in order, inside whatever transaction
+/// is open. Every statement must have been prepared with [`prepare_all`].
+pub async fn execute_pipelined(
+    client: &Client,
+    stmts: &[Stmt],
+    cache: &HashMap<&'static str, Statement>,
+) -> Result<(), tokio_postgres::Error> {
+    let params: Vec<Vec<&(dyn ToSql + Sync)>> = stmts
+        .iter()
+        .map(|s| {
+            s.params
+                .iter()
+                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
+                .collect()
+        })
+        .collect();
+    let writes = stmts
+        .iter()
+        .zip(&params)
+        .map(|(s, p)| client.execute(&cache[s.sql], p));
+    futures::future::try_join_all(writes).await?;
+    Ok(())
+}
+
 /// A projection's checkpoint and state.
 async fn checkpoint_of(
     client: &Client,
@@ -296,16 +352,7 @@ async fn apply_batch(
     statements: &mut HashMap<&'static str, Statement>,
 ) -> Result<(), BatchError> {
     let last = batch.last().map(|e| e.position).unwrap_or(0);
-    let mut stmts: Vec<Stmt> = Vec::new();
-    for e in batch {
-        if !projection.domains().contains(&e.envelope.stream.domain()) {
-            continue;
-        }
-        let Ok(event) = e.decode() else {
-            return Err(BatchError::Refused);
-        };
-        projection.apply(e, &event, &mut stmts);
-    }
+    let stmts = statements_for(projection, batch).map_err(|_| BatchError::Refused)?;
     let classify = |e: tokio_postgres::Error| {
         if e.as_db_error().is_some() {
             BatchError::Refused
@@ -313,29 +360,12 @@ async fn apply_batch(
             BatchError::Connection(e)
         }
     };
-    for s in &stmts {
-        if !statements.contains_key(s.sql) {
-            let prepared = client.prepare(s.sql).await.map_err(classify)?;
-            statements.insert(s.sql, prepared);
-        }
-    }
+    prepare_all(client, &stmts, statements)
+        .await
+        .map_err(classify)?;
     client.batch_execute("BEGIN").await.map_err(classify)?;
     let result = async {
-        let params: Vec<Vec<&(dyn ToSql + Sync)>> = stmts
-            .iter()
-            .map(|s| {
-                s.params
-                    .iter()
-                    .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-                    .collect()
-            })
-            .collect();
-        // Sent pipelined, executed in order.
-        let writes = stmts
-            .iter()
-            .zip(&params)
-            .map(|(s, p)| client.execute(&statements[s.sql], p));
-        futures::future::try_join_all(writes).await?;
+        execute_pipelined(client, &stmts, statements).await?;
         let moved = client
             .execute(
                 "UPDATE read.projection_checkpoints SET position = $2, error = NULL, error_position = NULL, updated_at = now() WHERE name = $1 AND state = 'running'",

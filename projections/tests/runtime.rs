@@ -58,41 +58,44 @@ fn actor() -> Actor {
     Actor::user("alice")
 }
 
-/// `jobs` jobs, each submitted, started and completed: three events a job.
+/// Job `i`, submitted, started and completed: three events in one append.
+async fn append_job(log: &JetStreamLog, i: usize) {
+    let job = StreamId::new(Domain::Job, format!("job-{i}")).unwrap();
+    log.append(AppendRequest::single(
+        Uuid::new_v4(),
+        job.clone(),
+        Expected::NO_STREAM,
+        vec![
+            PendingEvent::new(
+                JobSubmitted {
+                    job_id: job.id().into(),
+                    agent_id: "a".into(),
+                    kind: "k".into(),
+                    input: serde_json::json!({"i": i}),
+                },
+                actor(),
+                Uuid::new_v4(),
+            ),
+            PendingEvent::new(JobStarted {}, actor(), Uuid::new_v4()),
+            PendingEvent::new(
+                JobCompleted {
+                    result: serde_json::json!(i),
+                },
+                actor(),
+                Uuid::new_v4(),
+            ),
+        ],
+    ))
+    .await
+    .unwrap();
+}
+
+/// `jobs` jobs, 64 appended at a time. Answers the log's last position.
 async fn fill(log: &JetStreamLog, jobs: usize) -> u64 {
     let mut tasks = Vec::new();
     for i in 0..jobs {
         let log = log.clone();
-        tasks.push(tokio::spawn(async move {
-            let job = StreamId::new(Domain::Job, format!("job-{i}")).unwrap();
-            log.append(AppendRequest::single(
-                Uuid::new_v4(),
-                job.clone(),
-                Expected::NO_STREAM,
-                vec![
-                    PendingEvent::new(
-                        JobSubmitted {
-                            job_id: job.id().into(),
-                            agent_id: "a".into(),
-                            kind: "k".into(),
-                            input: serde_json::json!({"i": i}),
-                        },
-                        actor(),
-                        Uuid::new_v4(),
-                    ),
-                    PendingEvent::new(JobStarted {}, actor(), Uuid::new_v4()),
-                    PendingEvent::new(
-                        JobCompleted {
-                            result: serde_json::json!(i),
-                        },
-                        actor(),
-                        Uuid::new_v4(),
-                    ),
-                ],
-            ))
-            .await
-            .unwrap()
-        }));
+        tasks.push(tokio::spawn(async move { append_job(&log, i).await }));
         if tasks.len() >= 64 {
             for t in tasks.drain(..) {
                 t.await.unwrap();
@@ -246,34 +249,7 @@ async fn one_worker_is_active_and_a_standby_takes_over_when_it_dies() {
 /// Jobs numbered from `from`, after those of [`fill`].
 async fn fill_more(log: &JetStreamLog, from: usize, n: usize) -> u64 {
     for i in from..from + n {
-        let job = StreamId::new(Domain::Job, format!("job-{i}")).unwrap();
-        log.append(AppendRequest::single(
-            Uuid::new_v4(),
-            job.clone(),
-            Expected::NO_STREAM,
-            vec![
-                PendingEvent::new(
-                    JobSubmitted {
-                        job_id: job.id().into(),
-                        agent_id: "a".into(),
-                        kind: "k".into(),
-                        input: serde_json::json!({}),
-                    },
-                    actor(),
-                    Uuid::new_v4(),
-                ),
-                PendingEvent::new(JobStarted {}, actor(), Uuid::new_v4()),
-                PendingEvent::new(
-                    JobCompleted {
-                        result: serde_json::json!(null),
-                    },
-                    actor(),
-                    Uuid::new_v4(),
-                ),
-            ],
-        ))
-        .await
-        .unwrap();
+        append_job(log, i).await;
     }
     log.last_position().await.unwrap()
 }

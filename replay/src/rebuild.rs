@@ -15,11 +15,13 @@ use std::sync::Arc;
 use std::time::{Duration, Instant};
 
 use chronicle_events::{EventLog, JetStreamLog, RecordedEvent};
-use chronicle_projections::models::{Projection, Stmt};
+use std::collections::HashMap;
+
+use chronicle_projections::models::Projection;
+use chronicle_projections::runtime;
 use futures::StreamExt;
 use serde::Serialize;
-use tokio_postgres::Client;
-use tokio_postgres::types::ToSql;
+use tokio_postgres::{Client, Statement};
 
 #[derive(Debug, thiserror::Error)]
 pub enum RebuildError {
@@ -56,41 +58,16 @@ async fn apply(
     client: &Client,
     projection: &dyn Projection,
     events: &[RecordedEvent],
+    cache: &mut HashMap<&'static str, Statement>,
 ) -> Result<(), RebuildError> {
-    let mut stmts: Vec<Stmt> = Vec::new();
-    for e in events {
-        if !projection.domains().contains(&e.envelope.stream.domain()) {
-            continue;
-        }
-        let event = e
-            .decode()
-            .map_err(|d| RebuildError::Other(format!("position {}: {d}", e.position)))?;
-        projection.apply(e, &event, &mut stmts);
-    }
+    let stmts = runtime::statements_for(projection, events)
+        .map_err(|position| RebuildError::Other(format!("position {position} does not decode")))?;
     if stmts.is_empty() {
         return Ok(());
     }
+    runtime::prepare_all(client, &stmts, cache).await?;
     client.batch_execute("BEGIN").await?;
-    let mut prepared = std::collections::HashMap::new();
-    for s in &stmts {
-        if !prepared.contains_key(s.sql) {
-            prepared.insert(s.sql, client.prepare(s.sql).await?);
-        }
-    }
-    let params: Vec<Vec<&(dyn ToSql + Sync)>> = stmts
-        .iter()
-        .map(|s| {
-            s.params
-                .iter()
-                .map(|p| p.as_ref() as &(dyn ToSql + Sync))
-                .collect()
-        })
-        .collect();
-    let writes = stmts
-        .iter()
-        .zip(&params)
-        .map(|(s, p)| client.execute(&prepared[s.sql], p));
-    if let Err(e) = futures::future::try_join_all(writes).await {
+    if let Err(e) = runtime::execute_pipelined(client, &stmts, cache).await {
         let _ = client.batch_execute("ROLLBACK").await;
         return Err(e.into());
     }
@@ -111,6 +88,7 @@ async fn apply_range(
         return Ok(0);
     }
     let mut events = log.read_from(from, None).await?;
+    let mut cache = HashMap::new();
     let mut batch = Vec::with_capacity(1000);
     let mut applied = 0;
     while let Some(e) = events.next().await {
@@ -120,13 +98,13 @@ async fn apply_range(
         }
         batch.push(e);
         if batch.len() == 1000 {
-            apply(client, projection, &batch).await?;
+            apply(client, projection, &batch, &mut cache).await?;
             applied += batch.len() as u64;
             progress(batch.last().map_or(0, |e| e.position), to);
             batch.clear();
         }
     }
-    apply(client, projection, &batch).await?;
+    apply(client, projection, &batch, &mut cache).await?;
     applied += batch.len() as u64;
     progress(to, to);
     Ok(applied)
