@@ -224,7 +224,9 @@ async fn one_worker_is_active_and_a_standby_takes_over_when_it_dies() {
     tokio::time::sleep(Duration::from_millis(300)).await;
     let holders = count(
         &db,
-        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted",
+        // pg_locks is the whole cluster's: only this test's database counts.
+        "SELECT count(*) FROM pg_locks WHERE locktype = 'advisory' AND granted
+           AND database = (SELECT oid FROM pg_database WHERE datname = current_database())",
     )
     .await;
     assert_eq!(holders, 1, "only one worker holds the projection");
