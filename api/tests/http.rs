@@ -240,3 +240,85 @@ async fn metrics_count_requests_commands_and_projection_lag() {
         "ids never become labels"
     );
 }
+
+#[tokio::test]
+async fn openapi_describes_every_route_and_docs_list_them() {
+    let app = support::App::start().await;
+    let r = app
+        .http
+        .get(format!("{}/openapi.json", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    let spec: serde_json::Value = r.json().await.unwrap();
+    assert_eq!(spec["openapi"], "3.1.0");
+    let routes = [
+        ("get", "/health/live"),
+        ("get", "/health/ready"),
+        ("post", "/v1/commands/users/{user_id}/tokens"),
+        ("post", "/v1/commands/users/{user_id}/tokens/{jti}/revoke"),
+        ("post", "/v1/commands/users/{user_id}/tokens/revoke-all"),
+        ("post", "/v1/commands/jobs"),
+        ("post", "/v1/commands/jobs/{id}/start"),
+        ("post", "/v1/commands/jobs/{id}/complete"),
+        ("post", "/v1/commands/jobs/{id}/fail"),
+        ("post", "/v1/commands/jobs/{id}/cancel"),
+        ("post", "/v1/commands/jobs/{id}/retry"),
+        ("post", "/v1/commands/approvals"),
+        ("post", "/v1/commands/approvals/{id}/approve"),
+        ("post", "/v1/commands/approvals/{id}/reject"),
+        ("post", "/v1/commands/accounts"),
+        ("post", "/v1/commands/accounts/{code}/close"),
+        ("post", "/v1/commands/journal-entries"),
+        ("post", "/v1/commands/journal-entries/{id}/reverse"),
+        ("post", "/v1/commands/agents"),
+        ("post", "/v1/commands/agents/{id}/maturity"),
+        ("post", "/v1/commands/governance/bypass"),
+        ("get", "/v1/queries/users/{user_id}/tokens"),
+        ("get", "/v1/queries/tokens/{jti}"),
+        ("post", "/v1/introspect"),
+        ("get", "/v1/queries/jobs"),
+        ("get", "/v1/queries/jobs/{id}"),
+        ("get", "/v1/queries/jobs/{id}/history"),
+        ("get", "/v1/queries/approvals"),
+        ("get", "/v1/queries/approvals/{id}"),
+        ("get", "/v1/queries/accounts"),
+        ("get", "/v1/queries/accounts/{code}"),
+        ("get", "/v1/queries/journal-entries"),
+        ("get", "/v1/queries/journal-entries/{id}"),
+        ("get", "/v1/queries/trial-balance"),
+        ("get", "/v1/queries/agents"),
+        ("get", "/v1/queries/agents/{id}"),
+        ("get", "/v1/queries/governance/decisions"),
+        ("get", "/v1/queries/projections"),
+        ("get", "/v1/audit/events"),
+        ("get", "/v1/audit/streams/{domain}/{id}/state"),
+        ("get", "/v1/audit/verify"),
+        ("get", "/v1/audit/seal-key"),
+    ];
+    for (method, path) in routes {
+        assert!(
+            spec["paths"][path][method].is_object(),
+            "{method} {path} is not described"
+        );
+    }
+    assert!(spec["components"]["schemas"]["Problem"].is_object());
+    assert_eq!(
+        spec["components"]["securitySchemes"]["bearer"]["scheme"],
+        "bearer"
+    );
+    let page = app
+        .http
+        .get(format!("{}/docs", app.base))
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(page.status(), 200);
+    assert!(
+        page.text()
+            .await
+            .unwrap()
+            .contains("/v1/queries/trial-balance")
+    );
+}

@@ -74,6 +74,26 @@ fn time(q: &HashMap<String, String>, name: &str) -> Result<Option<DateTime<Utc>>
 }
 
 /// The history, one envelope a line with its position and version, in log order.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/events",
+    tag = "audit",
+    summary = "The history as NDJSON, in log order",
+    params(
+        ("stream" = Option<String>, Query),
+        ("type" = Option<String>, Query),
+        ("from_position" = Option<String>, Query),
+        ("to_position" = Option<String>, Query),
+        ("since" = Option<String>, Query),
+        ("until" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "OK", body = String),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn events(
     State(s): State<AppState>,
     caller: Caller,
@@ -120,6 +140,24 @@ async fn events(
         .into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/audit/streams/{domain}/{id}/state",
+    tag = "audit",
+    summary = "A stream's state as of a time or position",
+    params(
+        ("domain" = String, Path),
+        ("id" = String, Path),
+        ("as_of" = Option<String>, Query),
+        ("at_position" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Document),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn stream_state(
     State(s): State<AppState>,
     caller: Caller,
@@ -147,6 +185,22 @@ async fn stream_state(
     Ok(axum::Json(at).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/audit/verify",
+    tag = "audit",
+    summary = "Verify hashes, chains, gaps and seals",
+    params(
+        ("from_position" = Option<String>, Query),
+        ("to_position" = Option<String>, Query),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Document),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn verify(
     State(s): State<AppState>,
     caller: Caller,
@@ -165,6 +219,20 @@ async fn verify(
     Ok(axum::Json(report).into_response())
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/audit/seal-key",
+    tag = "audit",
+    summary = "The public seal key (Ed25519)",
+    params(
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Document),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn seal_key(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
     caller.require(AUDIT_ROLES)?;
     let key = s

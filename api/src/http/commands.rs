@@ -349,75 +349,82 @@ async fn execute(
 
 // ---- bodies -----------------------------------------------------------------------
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct IssueTokenBody {
+    /// admin, writer, agent, analyst or auditor.
+    #[schema(value_type = String)]
     role: Role,
     #[serde(default)]
     scopes: Vec<String>,
     ttl_seconds: Option<i64>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReasonBody {
     reason: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OptionalReasonBody {
     reason: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct EmptyBody {}
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct SubmitJobBody {
     job_id: Option<String>,
     agent_id: String,
     kind: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     input: Value,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct CompleteBody {
     #[serde(default)]
+    #[schema(value_type = Object)]
     result: Value,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct FailBody {
     error: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RequestApprovalBody {
     approval_id: Option<String>,
     action: String,
     #[serde(default)]
+    #[schema(value_type = Object)]
     payload: Value,
     reason: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct OpenAccountBody {
     code: String,
     name: String,
+    /// ASSET, LIABILITY, EQUITY, REVENUE or EXPENSE.
     #[serde(rename = "type")]
+    #[schema(value_type = String)]
     account_type: AccountType,
     currency: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct PostEntryBody {
     entry_id: Option<String>,
@@ -427,38 +434,44 @@ struct PostEntryBody {
     lines: Vec<LineBody>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct LineBody {
     account: String,
+    /// Integer minor units, as a number or a string of digits.
+    #[schema(value_type = Option<i64>)]
     debit: Option<chronicle_events::domain::MinorUnits>,
+    #[schema(value_type = Option<i64>)]
     credit: Option<chronicle_events::domain::MinorUnits>,
     currency: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct ReverseBody {
     reason: String,
     reversal_entry_id: Option<String>,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct RegisterAgentBody {
     agent_id: String,
     name: String,
+    /// STUDENT, INTERN, SUPERVISED or AUTONOMOUS.
+    #[schema(value_type = String)]
     maturity: Maturity,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct MaturityBody {
+    #[schema(value_type = String)]
     maturity: Maturity,
     reason: String,
 }
 
-#[derive(Deserialize)]
+#[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 struct BypassBody {
     enabled: bool,
@@ -470,6 +483,25 @@ struct BypassBody {
 
 type Res = Result<Response, ApiError>;
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/users/{user_id}/tokens",
+    tag = "commands: tokens",
+    summary = "Issue a token (admin)",
+    request_body(content = IssueTokenBody, content_type = "application/json"),
+    params(
+        ("user_id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 201, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn issue_token(
     State(s): State<AppState>,
     caller: Caller,
@@ -489,6 +521,26 @@ async fn issue_token(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/users/{user_id}/tokens/{jti}/revoke",
+    tag = "commands: tokens",
+    summary = "Revoke one token",
+    request_body(content = ReasonBody, content_type = "application/json"),
+    params(
+        ("user_id" = String, Path),
+        ("jti" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 200, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn revoke_token(
     State(s): State<AppState>,
     caller: Caller,
@@ -510,6 +562,25 @@ async fn revoke_token(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/users/{user_id}/tokens/revoke-all",
+    tag = "commands: tokens",
+    summary = "Revoke every active token of a user",
+    request_body(content = ReasonBody, content_type = "application/json"),
+    params(
+        ("user_id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 200, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn revoke_all_tokens(
     State(s): State<AppState>,
     caller: Caller,
@@ -527,6 +598,24 @@ async fn revoke_all_tokens(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/jobs",
+    tag = "commands: jobs",
+    summary = "Submit a job (PENDING)",
+    request_body(content = SubmitJobBody, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 201, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn submit_job(
     State(s): State<AppState>,
     caller: Caller,
@@ -545,6 +634,25 @@ async fn submit_job(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/jobs/{id}/start",
+    tag = "commands: jobs",
+    summary = "Start a job",
+    request_body(content = EmptyBody, content_type = "application/json"),
+    params(
+        ("id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 200, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn start_job(
     State(s): State<AppState>,
     caller: Caller,
@@ -559,6 +667,25 @@ async fn start_job(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/jobs/{id}/complete",
+    tag = "commands: jobs",
+    summary = "Complete a job",
+    request_body(content = CompleteBody, content_type = "application/json"),
+    params(
+        ("id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 200, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn complete_job(
     State(s): State<AppState>,
     caller: Caller,
@@ -576,6 +703,25 @@ async fn complete_job(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/jobs/{id}/fail",
+    tag = "commands: jobs",
+    summary = "Fail a job",
+    request_body(content = FailBody, content_type = "application/json"),
+    params(
+        ("id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 200, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn fail_job(
     State(s): State<AppState>,
     caller: Caller,
@@ -593,6 +739,25 @@ async fn fail_job(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/jobs/{id}/cancel",
+    tag = "commands: jobs",
+    summary = "Cancel a job",
+    request_body(content = ReasonBody, content_type = "application/json"),
+    params(
+        ("id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 200, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn cancel_job(
     State(s): State<AppState>,
     caller: Caller,
@@ -610,6 +775,25 @@ async fn cancel_job(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/jobs/{id}/retry",
+    tag = "commands: jobs",
+    summary = "Retry a failed job",
+    request_body(content = EmptyBody, content_type = "application/json"),
+    params(
+        ("id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 200, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn retry_job(
     State(s): State<AppState>,
     caller: Caller,
@@ -624,6 +808,24 @@ async fn retry_job(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/approvals",
+    tag = "commands: approvals",
+    summary = "Request an approval",
+    request_body(content = RequestApprovalBody, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 201, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn request_approval(
     State(s): State<AppState>,
     caller: Caller,
@@ -642,6 +844,25 @@ async fn request_approval(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/approvals/{id}/approve",
+    tag = "commands: approvals",
+    summary = "Approve (runs an escalated command)",
+    request_body(content = OptionalReasonBody, content_type = "application/json"),
+    params(
+        ("id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 200, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn approve(
     State(s): State<AppState>,
     caller: Caller,
@@ -659,6 +880,25 @@ async fn approve(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/approvals/{id}/reject",
+    tag = "commands: approvals",
+    summary = "Reject",
+    request_body(content = ReasonBody, content_type = "application/json"),
+    params(
+        ("id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 200, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn reject(
     State(s): State<AppState>,
     caller: Caller,
@@ -676,6 +916,24 @@ async fn reject(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/accounts",
+    tag = "commands: ledger",
+    summary = "Open an account",
+    request_body(content = OpenAccountBody, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 201, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn open_account(
     State(s): State<AppState>,
     caller: Caller,
@@ -694,6 +952,25 @@ async fn open_account(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/accounts/{code}/close",
+    tag = "commands: ledger",
+    summary = "Close an account",
+    request_body(content = EmptyBody, content_type = "application/json"),
+    params(
+        ("code" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 200, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn close_account(
     State(s): State<AppState>,
     caller: Caller,
@@ -708,6 +985,24 @@ async fn close_account(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/journal-entries",
+    tag = "commands: ledger",
+    summary = "Post a balanced journal entry",
+    request_body(content = PostEntryBody, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 201, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn post_entry(
     State(s): State<AppState>,
     caller: Caller,
@@ -735,6 +1030,25 @@ async fn post_entry(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/journal-entries/{id}/reverse",
+    tag = "commands: ledger",
+    summary = "Reverse an entry with a mirror entry",
+    request_body(content = ReverseBody, content_type = "application/json"),
+    params(
+        ("id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 200, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn reverse_entry(
     State(s): State<AppState>,
     caller: Caller,
@@ -755,6 +1069,24 @@ async fn reverse_entry(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/agents",
+    tag = "commands: agents",
+    summary = "Register an agent",
+    request_body(content = RegisterAgentBody, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 201, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn register_agent(
     State(s): State<AppState>,
     caller: Caller,
@@ -772,6 +1104,25 @@ async fn register_agent(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/agents/{id}/maturity",
+    tag = "commands: agents",
+    summary = "Change an agent's maturity",
+    request_body(content = MaturityBody, content_type = "application/json"),
+    params(
+        ("id" = String, Path),
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 200, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn change_maturity(
     State(s): State<AppState>,
     caller: Caller,
@@ -790,6 +1141,24 @@ async fn change_maturity(
     .await
 }
 
+#[utoipa::path(
+    post,
+    path = "/v1/commands/governance/bypass",
+    tag = "commands: agents",
+    summary = "Switch the governance bypass",
+    request_body(content = BypassBody, content_type = "application/json"),
+    params(
+        ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
+        ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+    ),
+    responses(
+        (status = 200, description = "Done", body = super::openapi::CommandAnswer),
+        (status = 202, description = "Escalated by governance: a human must approve", body = super::openapi::Escalated),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "LOG_UNAVAILABLE", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn set_bypass(
     State(s): State<AppState>,
     caller: Caller,

@@ -20,6 +20,19 @@ pub fn router() -> axum::Router<AppState> {
         .route("/health/ready", get(ready))
 }
 
+#[utoipa::path(
+    get,
+    path = "/health/live",
+    tag = "health",
+    summary = "The process answers",
+    params(
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Document),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn live() -> Json<Value> {
     Json(json!({ "status": "live" }))
 }
@@ -89,6 +102,19 @@ async fn check_projections(state: &AppState, log_position: Option<u64>) -> Value
     Value::Object(out)
 }
 
+#[utoipa::path(
+    get,
+    path = "/health/ready",
+    tag = "health",
+    summary = "NATS, Postgres and projections",
+    params(
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Document),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+)]
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {
     let (nats, postgres) = tokio::join!(check_nats(&state), check_postgres(&state));
     let log_position = nats.as_ref().ok().and_then(|v| v["last_position"].as_u64());

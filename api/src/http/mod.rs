@@ -19,6 +19,7 @@ pub mod audit;
 pub mod commands;
 pub mod hardening;
 pub mod health;
+pub mod openapi;
 pub mod queries;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
@@ -35,6 +36,8 @@ pub fn app(state: AppState) -> Router {
         .merge(queries::router())
         .merge(audit::router())
         .route("/metrics", axum::routing::get(metrics_text))
+        .route("/openapi.json", axum::routing::get(openapi::spec))
+        .route("/docs", axum::routing::get(openapi::page))
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

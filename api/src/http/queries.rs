@@ -194,6 +194,18 @@ async fn prepare(
                 "X-Chronicle-Min-Position must be a log position",
             )
         })?;
+    // A position past the log's end names no write that has happened: nothing to wait for.
+    if min > state.positions.position_of(projections) {
+        use chronicle_events::EventLog;
+        if let Ok(end) = state.log.last_position().await
+            && min > end
+        {
+            return Err(bad(
+                "X-Chronicle-Min-Position",
+                format!("position {min} is past the log's end ({end})"),
+            ));
+        }
+    }
     match state
         .positions
         .wait_for(projections, min, MIN_POSITION_WAIT)
@@ -264,6 +276,25 @@ fn token_json(r: &Row) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/queries/users/{user_id}/tokens",
+    tag = "queries",
+    summary = "A user's tokens",
+    params(
+        ("user_id" = String, Path),
+        ("active" = Option<String>, Query),
+        ("limit" = Option<String>, Query),
+        ("after" = Option<String>, Query),
+        ("X-Chronicle-Min-Position" = Option<u64>, Header, description = "Wait (up to 5 s) until the read models reach this log position"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Page),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn user_tokens(
     State(s): State<AppState>,
     caller: Caller,
@@ -289,6 +320,22 @@ async fn user_tokens(
     Ok(answer(position, page_of(rows, &page, token_json)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/queries/tokens/{jti}",
+    tag = "queries",
+    summary = "One token",
+    params(
+        ("jti" = String, Path),
+        ("X-Chronicle-Min-Position" = Option<u64>, Header, description = "Wait (up to 5 s) until the read models reach this log position"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Document),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn token(
     State(s): State<AppState>,
     caller: Caller,
@@ -308,6 +355,18 @@ async fn token(
 
 /// RFC 7662: `token=...` as a form; an invalid, expired or revoked token is
 /// `{"active": false}`. Answered from the token itself and the revoked set.
+#[utoipa::path(
+    post,
+    path = "/v1/introspect",
+    tag = "queries",
+    summary = "RFC 7662 token introspection",
+    request_body(content = super::openapi::IntrospectForm, content_type = "application/x-www-form-urlencoded"),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Document),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = []))
+)]
 async fn introspect(
     State(s): State<AppState>,
     caller: Caller,
@@ -356,6 +415,26 @@ fn job_json(r: &Row) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/queries/jobs",
+    tag = "queries",
+    summary = "Jobs",
+    params(
+        ("status" = Option<String>, Query),
+        ("agent_id" = Option<String>, Query),
+        ("kind" = Option<String>, Query),
+        ("limit" = Option<String>, Query),
+        ("after" = Option<String>, Query),
+        ("X-Chronicle-Min-Position" = Option<u64>, Header, description = "Wait (up to 5 s) until the read models reach this log position"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Page),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn jobs(
     State(s): State<AppState>,
     caller: Caller,
@@ -382,6 +461,22 @@ async fn jobs(
     Ok(answer(position, page_of(rows, &page, job_json)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/queries/jobs/{id}",
+    tag = "queries",
+    summary = "One job",
+    params(
+        ("id" = String, Path),
+        ("X-Chronicle-Min-Position" = Option<u64>, Header, description = "Wait (up to 5 s) until the read models reach this log position"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Document),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn job(
     State(s): State<AppState>,
     caller: Caller,
@@ -396,6 +491,24 @@ async fn job(
     Ok(answer(position, one(rows, "job", job_json)?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/queries/jobs/{id}/history",
+    tag = "queries",
+    summary = "A job's status history",
+    params(
+        ("id" = String, Path),
+        ("limit" = Option<String>, Query),
+        ("after" = Option<String>, Query),
+        ("X-Chronicle-Min-Position" = Option<u64>, Header, description = "Wait (up to 5 s) until the read models reach this log position"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Page),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn job_history(
     State(s): State<AppState>,
     caller: Caller,
@@ -454,6 +567,24 @@ fn approval_json(r: &Row) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/queries/approvals",
+    tag = "queries",
+    summary = "Approvals",
+    params(
+        ("status" = Option<String>, Query),
+        ("limit" = Option<String>, Query),
+        ("after" = Option<String>, Query),
+        ("X-Chronicle-Min-Position" = Option<u64>, Header, description = "Wait (up to 5 s) until the read models reach this log position"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Page),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn approvals(
     State(s): State<AppState>,
     caller: Caller,
@@ -472,6 +603,22 @@ async fn approvals(
     Ok(answer(position, page_of(rows, &page, approval_json)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/queries/approvals/{id}",
+    tag = "queries",
+    summary = "One approval",
+    params(
+        ("id" = String, Path),
+        ("X-Chronicle-Min-Position" = Option<u64>, Header, description = "Wait (up to 5 s) until the read models reach this log position"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Document),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn approval(
     State(s): State<AppState>,
     caller: Caller,
@@ -507,6 +654,23 @@ fn account_json(r: &Row) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/queries/accounts",
+    tag = "queries",
+    summary = "Accounts with balances",
+    params(
+        ("limit" = Option<String>, Query),
+        ("after" = Option<String>, Query),
+        ("X-Chronicle-Min-Position" = Option<u64>, Header, description = "Wait (up to 5 s) until the read models reach this log position"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Page),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn accounts(
     State(s): State<AppState>,
     caller: Caller,
@@ -522,6 +686,22 @@ async fn accounts(
     Ok(answer(position, page_of(rows, &page, account_json)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/queries/accounts/{code}",
+    tag = "queries",
+    summary = "One account with its balance",
+    params(
+        ("code" = String, Path),
+        ("X-Chronicle-Min-Position" = Option<u64>, Header, description = "Wait (up to 5 s) until the read models reach this log position"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Document),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn account(
     State(s): State<AppState>,
     caller: Caller,
@@ -585,6 +765,26 @@ fn entry_json(r: &Row, lines: &HashMap<String, Vec<Value>>) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/queries/journal-entries",
+    tag = "queries",
+    summary = "Journal entries with lines",
+    params(
+        ("account" = Option<String>, Query),
+        ("from" = Option<String>, Query),
+        ("to" = Option<String>, Query),
+        ("limit" = Option<String>, Query),
+        ("after" = Option<String>, Query),
+        ("X-Chronicle-Min-Position" = Option<u64>, Header, description = "Wait (up to 5 s) until the read models reach this log position"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Page),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn journal_entries(
     State(s): State<AppState>,
     caller: Caller,
@@ -615,6 +815,22 @@ async fn journal_entries(
     ))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/queries/journal-entries/{id}",
+    tag = "queries",
+    summary = "One journal entry",
+    params(
+        ("id" = String, Path),
+        ("X-Chronicle-Min-Position" = Option<u64>, Header, description = "Wait (up to 5 s) until the read models reach this log position"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Document),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn journal_entry(
     State(s): State<AppState>,
     caller: Caller,
@@ -635,6 +851,22 @@ async fn journal_entry(
 
 /// Per account and currency, the sums of lines effective on or before `as_of` (today by
 /// default), and per currency the totals, whose debits always equal their credits.
+#[utoipa::path(
+    get,
+    path = "/v1/queries/trial-balance",
+    tag = "queries",
+    summary = "Trial balance per account and currency",
+    params(
+        ("as_of" = Option<String>, Query),
+        ("X-Chronicle-Min-Position" = Option<u64>, Header, description = "Wait (up to 5 s) until the read models reach this log position"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Document),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn trial_balance(
     State(s): State<AppState>,
     caller: Caller,
@@ -696,6 +928,23 @@ fn agent_json(r: &Row) -> Value {
     })
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/queries/agents",
+    tag = "queries",
+    summary = "Agents",
+    params(
+        ("limit" = Option<String>, Query),
+        ("after" = Option<String>, Query),
+        ("X-Chronicle-Min-Position" = Option<u64>, Header, description = "Wait (up to 5 s) until the read models reach this log position"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Page),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn agents(
     State(s): State<AppState>,
     caller: Caller,
@@ -714,6 +963,22 @@ async fn agents(
     Ok(answer(position, page_of(rows, &page, agent_json)))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/queries/agents/{id}",
+    tag = "queries",
+    summary = "One agent",
+    params(
+        ("id" = String, Path),
+        ("X-Chronicle-Min-Position" = Option<u64>, Header, description = "Wait (up to 5 s) until the read models reach this log position"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Document),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn agent(
     State(s): State<AppState>,
     caller: Caller,
@@ -732,6 +997,27 @@ async fn agent(
     Ok(answer(position, one(rows, "agent", agent_json)?))
 }
 
+#[utoipa::path(
+    get,
+    path = "/v1/queries/governance/decisions",
+    tag = "queries",
+    summary = "Governance decisions",
+    params(
+        ("agent_id" = Option<String>, Query),
+        ("outcome" = Option<String>, Query),
+        ("from" = Option<String>, Query),
+        ("to" = Option<String>, Query),
+        ("limit" = Option<String>, Query),
+        ("after" = Option<String>, Query),
+        ("X-Chronicle-Min-Position" = Option<u64>, Header, description = "Wait (up to 5 s) until the read models reach this log position"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Page),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn decisions(
     State(s): State<AppState>,
     caller: Caller,
@@ -774,6 +1060,21 @@ async fn decisions(
 }
 
 /// Each projection's position, lag behind the log, and state.
+#[utoipa::path(
+    get,
+    path = "/v1/queries/projections",
+    tag = "queries",
+    summary = "Each projection's position, lag and state",
+    params(
+        ("X-Chronicle-Min-Position" = Option<u64>, Header, description = "Wait (up to 5 s) until the read models reach this log position"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = super::openapi::Document),
+        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
 async fn projections(
     State(s): State<AppState>,
     caller: Caller,
