@@ -13,13 +13,14 @@ use axum::routing::get;
 use chronicle_events::domain::user::Role;
 use chronicle_events::{Domain, StreamId};
 use chronicle_replay::history::{AsOf, HistoryFilter, history, record_json, state_at};
-use chrono::{DateTime, Utc};
 use futures::StreamExt;
 use serde_json::json;
 
 use crate::auth::Caller;
-use crate::error::{ApiError, Code};
+use crate::error::ApiError;
 use crate::state::AppState;
+
+use super::queries::{Filters, bad};
 
 const AUDIT_ROLES: &[Role] = &[Role::Auditor, Role::Admin];
 
@@ -32,46 +33,6 @@ pub fn router() -> Router<AppState> {
 }
 
 type Params = Query<HashMap<String, String>>;
-
-fn bad(field: &str, message: impl Into<String>) -> ApiError {
-    let message = message.into();
-    ApiError::new(Code::MalformedRequest, message.clone()).with_field(field, message)
-}
-
-fn only(q: &HashMap<String, String>, allowed: &[&str]) -> Result<(), ApiError> {
-    match q.keys().find(|k| !allowed.contains(&k.as_str())) {
-        Some(k) => Err(bad(
-            k,
-            format!(
-                "unknown parameter `{}`; this route takes {}",
-                k.chars().take(64).collect::<String>(),
-                allowed.join(", ")
-            ),
-        )),
-        None => Ok(()),
-    }
-}
-
-fn position(q: &HashMap<String, String>, name: &str) -> Result<Option<u64>, ApiError> {
-    q.get(name)
-        .filter(|v| !v.is_empty())
-        .map(|v| {
-            v.parse::<u64>()
-                .map_err(|_| bad(name, format!("{name} must be a log position")))
-        })
-        .transpose()
-}
-
-fn time(q: &HashMap<String, String>, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
-    q.get(name)
-        .filter(|v| !v.is_empty())
-        .map(|v| {
-            DateTime::parse_from_rfc3339(v)
-                .map(|t| t.with_timezone(&Utc))
-                .map_err(|_| bad(name, format!("{name} must be an RFC 3339 time")))
-        })
-        .transpose()
-}
 
 /// The history, one envelope a line with its position and version, in log order.
 #[utoipa::path(
@@ -100,7 +61,7 @@ async fn events(
     Query(q): Params,
 ) -> Result<Response, ApiError> {
     caller.require(AUDIT_ROLES)?;
-    only(
+    let f = Filters::new(
         &q,
         &[
             "stream",
@@ -112,12 +73,12 @@ async fn events(
         ],
     )?;
     let filter = HistoryFilter {
-        stream: q.get("stream").filter(|v| !v.is_empty()).cloned(),
-        event_type: q.get("type").filter(|v| !v.is_empty()).cloned(),
-        from_position: position(&q, "from_position")?,
-        to_position: position(&q, "to_position")?,
-        since: time(&q, "since")?,
-        until: time(&q, "until")?,
+        stream: f.text("stream"),
+        event_type: f.text("type"),
+        from_position: f.position("from_position")?,
+        to_position: f.position("to_position")?,
+        since: f.time("since")?,
+        until: f.time("until")?,
     };
     filter.validate().map_err(|(field, why)| bad(field, why))?;
     let stream = history(&s.log, filter).await.map_err(ApiError::from)?;
@@ -165,12 +126,12 @@ async fn stream_state(
     Query(q): Params,
 ) -> Result<Response, ApiError> {
     caller.require(AUDIT_ROLES)?;
-    only(&q, &["as_of", "at_position"])?;
+    let f = Filters::new(&q, &["as_of", "at_position"])?;
     let domain: Domain = domain
         .parse()
         .map_err(|_| ApiError::not_found("no such domain"))?;
     let stream = StreamId::new(domain, id).map_err(|_| ApiError::not_found("no such stream"))?;
-    let as_of = match (time(&q, "as_of")?, position(&q, "at_position")?) {
+    let as_of = match (f.time("as_of")?, f.position("at_position")?) {
         (Some(_), Some(_)) => return Err(bad("as_of", "give as_of or at_position, not both")),
         (Some(t), None) => AsOf::Time(t),
         (None, Some(p)) => AsOf::Position(p),
@@ -207,9 +168,9 @@ async fn verify(
     Query(q): Params,
 ) -> Result<Response, ApiError> {
     caller.require(AUDIT_ROLES)?;
-    only(&q, &["from_position", "to_position"])?;
-    let from = position(&q, "from_position")?.unwrap_or(1);
-    let to = position(&q, "to_position")?;
+    let f = Filters::new(&q, &["from_position", "to_position"])?;
+    let from = f.position("from_position")?.unwrap_or(1);
+    let to = f.position("to_position")?;
     if to.is_some_and(|t| t < from) {
         return Err(bad("from_position", "from_position is after to_position"));
     }

@@ -64,18 +64,21 @@ fn read_store_down(e: impl std::fmt::Display) -> ApiError {
     )
 }
 
-fn bad(field: &str, message: impl Into<String>) -> ApiError {
+pub(crate) fn bad(field: &str, message: impl Into<String>) -> ApiError {
     let message = message.into();
     ApiError::new(Code::MalformedRequest, message.clone()).with_field(field, message)
 }
 
 /// The query's parameters, checked against what the route takes.
-struct Filters<'a> {
+pub(crate) struct Filters<'a> {
     params: &'a HashMap<String, String>,
 }
 
 impl<'a> Filters<'a> {
-    fn new(params: &'a HashMap<String, String>, allowed: &[&str]) -> Result<Self, ApiError> {
+    pub(crate) fn new(
+        params: &'a HashMap<String, String>,
+        allowed: &[&str],
+    ) -> Result<Self, ApiError> {
         if let Some(unknown) = params.keys().find(|k| !allowed.contains(&k.as_str())) {
             return Err(bad(
                 unknown,
@@ -93,7 +96,7 @@ impl<'a> Filters<'a> {
         Ok(Filters { params })
     }
 
-    fn text(&self, name: &str) -> Option<String> {
+    pub(crate) fn text(&self, name: &str) -> Option<String> {
         self.params.get(name).filter(|v| !v.is_empty()).cloned()
     }
 
@@ -117,7 +120,16 @@ impl<'a> Filters<'a> {
             .transpose()
     }
 
-    fn time(&self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
+    pub(crate) fn position(&self, name: &str) -> Result<Option<u64>, ApiError> {
+        self.text(name)
+            .map(|v| {
+                v.parse::<u64>()
+                    .map_err(|_| bad(name, format!("{name} must be a log position")))
+            })
+            .transpose()
+    }
+
+    pub(crate) fn time(&self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
         self.text(name)
             .map(|v| {
                 DateTime::parse_from_rfc3339(&v)
