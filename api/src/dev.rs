@@ -18,10 +18,13 @@ use nix::unistd::{Pid, Uid, User};
 
 use crate::config::{DevArgs, HexKey, Settings, parse_hex_key};
 
-/// A server process started by `dev`; stopped with SIGTERM (then SIGKILL) when dropped.
+/// A server process started by `dev`; asked to stop (then killed after 10 s) when dropped.
 pub struct Supervised {
     name: &'static str,
     child: Child,
+    /// How the server is asked to stop: Postgres's SIGTERM waits for every client to
+    /// leave ("smart" shutdown), so it gets SIGINT ("fast": clients are disconnected).
+    stop_signal: Signal,
 }
 
 impl Supervised {
@@ -30,7 +33,7 @@ impl Supervised {
             return;
         }
         let pid = Pid::from_raw(self.child.id() as i32);
-        let _ = kill(pid, Signal::SIGTERM);
+        let _ = kill(pid, self.stop_signal);
         let deadline = Instant::now() + Duration::from_secs(10);
         while Instant::now() < deadline {
             if matches!(self.child.try_wait(), Ok(Some(_))) {
@@ -140,6 +143,7 @@ pub fn start_nats(dir: &Path, port: u16) -> Result<Supervised> {
     Ok(Supervised {
         name: "nats-server",
         child,
+        stop_signal: Signal::SIGTERM,
     })
 }
 
@@ -197,6 +201,7 @@ pub fn start_postgres(dir: &Path, port: u16) -> Result<Supervised> {
     Ok(Supervised {
         name: "postgres",
         child,
+        stop_signal: Signal::SIGINT,
     })
 }
 

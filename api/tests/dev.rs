@@ -71,6 +71,13 @@ impl Dev {
     }
 
     fn terminate(mut self) -> std::process::ExitStatus {
+        self.stop()
+    }
+
+    fn stop(&mut self) -> std::process::ExitStatus {
+        if let Some(status) = self.child.try_wait().unwrap() {
+            return status;
+        }
         kill(Pid::from_raw(self.child.id() as i32), Signal::SIGTERM).unwrap();
         let deadline = Instant::now() + Duration::from_secs(30);
         loop {
@@ -80,6 +87,13 @@ impl Dev {
             assert!(Instant::now() < deadline, "chronicle dev did not stop");
             std::thread::sleep(Duration::from_millis(50));
         }
+    }
+}
+
+/// A failing test still stops `chronicle dev`, which stops its servers.
+impl Drop for Dev {
+    fn drop(&mut self) {
+        let _ = self.stop();
     }
 }
 
