@@ -18,6 +18,17 @@ pub enum ActorKind {
     System,
 }
 
+impl ActorKind {
+    /// Its name as serialized: `user`, `agent` or `system`.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ActorKind::User => "user",
+            ActorKind::Agent => "agent",
+            ActorKind::System => "system",
+        }
+    }
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct Actor {
     pub kind: ActorKind,

@@ -4,6 +4,7 @@
 //! - [`runtime`]: the projector runtime that applies the log to them exactly once;
 //! - [`migrate`]: the migration runner; [`db`]: the connection pool.
 
+mod coalesce;
 pub mod db;
 pub mod migrate;
 pub mod models;

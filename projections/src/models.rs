@@ -32,6 +32,17 @@ pub trait Projection: Send + Sync + 'static {
     fn tables(&self) -> &'static [&'static str];
     /// The statements that fold `event` in.
     fn apply(&self, recorded: &RecordedEvent, event: &Event, out: &mut Vec<Stmt>);
+    /// The statements that fold a batch of events (in log order, of this projection's
+    /// domains) in. By default each event's own statements; a projection may coalesce
+    /// them (a few set-based statements for the whole batch) provided the tables end up
+    /// exactly as if each event had been applied in turn, and a batch holding an event
+    /// that [`Projection::apply`] would have the database refuse is refused too (the
+    /// runtime then applies the batch one event at a time to find it).
+    fn apply_batch(&self, events: &[(&RecordedEvent, Event)], out: &mut Vec<Stmt>) {
+        for (r, e) in events {
+            self.apply(r, e, out);
+        }
+    }
 }
 
 /// Every projection, by name.
@@ -112,6 +123,9 @@ impl Projection for Jobs {
     fn tables(&self) -> &'static [&'static str] {
         &["job_history", "jobs"]
     }
+    fn apply_batch(&self, events: &[(&RecordedEvent, Event)], out: &mut Vec<Stmt>) {
+        crate::coalesce::jobs(events, out);
+    }
     fn apply(&self, r: &RecordedEvent, event: &Event, out: &mut Vec<Stmt>) {
         let Event::Job(e) = event else { return };
         let job = r.envelope.stream.id().to_owned();
@@ -175,10 +189,7 @@ impl Projection for Jobs {
             version,
             r.envelope.event_type.clone(),
             status,
-            serde_json::to_value(r.envelope.actor.kind)
-                .ok()
-                .and_then(|v| v.as_str().map(str::to_owned))
-                .unwrap_or_default(),
+            r.envelope.actor.kind.as_str(),
             r.envelope.actor.id.clone(),
             r.envelope.data.clone(),
             at,

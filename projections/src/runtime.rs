@@ -279,14 +279,15 @@ pub fn statements_for(
     projection: &dyn Projection,
     events: &[RecordedEvent],
 ) -> Result<Vec<Stmt>, u64> {
-    let mut stmts = Vec::new();
+    let mut decoded = Vec::with_capacity(events.len());
     for e in events {
         if !projection.domains().contains(&e.envelope.stream.domain()) {
             continue;
         }
-        let event = e.decode().map_err(|_| e.position)?;
-        projection.apply(e, &event, &mut stmts);
+        decoded.push((e, e.decode().map_err(|_| e.position)?));
     }
+    let mut stmts = Vec::new();
+    projection.apply_batch(&decoded, &mut stmts);
     Ok(stmts)
 }
 

@@ -16,8 +16,11 @@ use chronicle_events::{
 use chronicle_projections::models::{Jobs, Projection, Tokens};
 use chronicle_projections::runtime::{self, RunnerConfig};
 use tokio::sync::watch;
-use tokio_postgres::{Client, NoTls};
+use tokio_postgres::Client;
 use uuid::Uuid;
+
+mod support;
+use support::fresh_database;
 
 async fn isolated_log() -> JetStreamLog {
     let url = std::env::var("NATS_URL").expect("NATS_URL is not set: run scripts/test");
@@ -32,26 +35,6 @@ async fn isolated_log() -> JetStreamLog {
     )
     .await
     .unwrap()
-}
-
-/// A fresh, migrated database: its URL and a client on it.
-async fn fresh_database() -> (String, Client) {
-    let url = std::env::var("DATABASE_URL").expect("DATABASE_URL is not set: run scripts/test");
-    let (admin, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    let name = format!("t_{}", Uuid::new_v4().simple());
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let (base, _) = url.rsplit_once('/').unwrap();
-    let db = format!("{base}/{name}");
-    let (mut client, conn) = tokio_postgres::connect(&db, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    chronicle_projections::migrate::run(&mut client)
-        .await
-        .unwrap();
-    (db, client)
 }
 
 fn actor() -> Actor {
