@@ -30,7 +30,7 @@ impl Rng {
 
 fn recorded(position: u64, version: u64, job: &str, event: JobEvent) -> RecordedEvent {
     let event = Event::Job(event);
-    let actor = if position % 3 == 0 {
+    let actor = if position.is_multiple_of(3) {
         Actor::agent("agent-7")
     } else {
         Actor::user("alice")
