@@ -232,6 +232,9 @@ async fn bench_log(args: &Args) -> Result<()> {
     Ok(())
 }
 
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
 #[tokio::main]
 async fn main() -> Result<()> {
     let args = Args::parse();

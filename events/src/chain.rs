@@ -15,20 +15,7 @@ use sha2::{Digest, Sha256};
 /// Appends the canonical encoding of `v` to `out`.
 pub fn write_canonical(v: &Value, out: &mut Vec<u8>) {
     match v {
-        Value::Object(map) => {
-            let mut keys: Vec<&String> = map.keys().collect();
-            keys.sort_unstable();
-            out.push(b'{');
-            for (i, k) in keys.into_iter().enumerate() {
-                if i > 0 {
-                    out.push(b',');
-                }
-                write_string(k, out);
-                out.push(b':');
-                write_canonical(&map[k], out);
-            }
-            out.push(b'}');
-        }
+        Value::Object(map) => write_object(map, None, out),
         Value::Array(items) => {
             out.push(b'[');
             for (i, item) in items.iter().enumerate() {
@@ -40,10 +27,33 @@ pub fn write_canonical(v: &Value, out: &mut Vec<u8>) {
             out.push(b']');
         }
         Value::String(s) => write_string(s, out),
-        Value::Number(n) => out.extend_from_slice(n.to_string().as_bytes()),
+        Value::Number(n) => {
+            use std::io::Write as _;
+            // Writing into a Vec cannot fail.
+            let _ = write!(out, "{n}");
+        }
         Value::Bool(b) => out.extend_from_slice(if *b { b"true" } else { b"false" }),
         Value::Null => out.extend_from_slice(b"null"),
     }
+}
+
+/// An object's canonical encoding, leaving out the member `skip`.
+fn write_object(map: &serde_json::Map<String, Value>, skip: Option<&str>, out: &mut Vec<u8>) {
+    let mut members: Vec<(&String, &Value)> = map
+        .iter()
+        .filter(|(k, _)| Some(k.as_str()) != skip)
+        .collect();
+    members.sort_unstable_by(|a, b| a.0.cmp(b.0));
+    out.push(b'{');
+    for (i, (k, v)) in members.into_iter().enumerate() {
+        if i > 0 {
+            out.push(b',');
+        }
+        write_string(k, out);
+        out.push(b':');
+        write_canonical(v, out);
+    }
+    out.push(b'}');
 }
 
 fn write_string(s: &str, out: &mut Vec<u8>) {
@@ -66,14 +76,12 @@ pub fn compute_hash(envelope: &Value) -> String {
         .unwrap_or("");
     let mut hasher = Sha256::new();
     hasher.update(prev.as_bytes());
+    let mut canonical = Vec::with_capacity(512);
     match envelope {
-        Value::Object(map) if map.contains_key("hash") => {
-            let mut without = map.clone();
-            without.remove("hash");
-            hasher.update(canonical_json(&Value::Object(without)));
-        }
-        other => hasher.update(canonical_json(other)),
+        Value::Object(map) => write_object(map, Some("hash"), &mut canonical),
+        other => write_canonical(other, &mut canonical),
     }
+    hasher.update(&canonical);
     hex::encode(hasher.finalize())
 }
 

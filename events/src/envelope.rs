@@ -78,6 +78,10 @@ pub struct Envelope {
 impl Envelope {
     /// The payload as today's typed event: upcast from the stored schema, then decoded.
     pub fn decode(&self) -> Result<Event, DecodeError> {
+        if self.schema == upcast::current_schema(&self.event_type) {
+            // Already today's schema: decode in place.
+            return Event::decode_ref(self.stream.domain(), &self.event_type, &self.data);
+        }
         let (schema, data) = upcast::upcast(&self.event_type, self.schema, self.data.clone())?;
         debug_assert_eq!(schema, upcast::current_schema(&self.event_type));
         Event::decode(self.stream.domain(), &self.event_type, data)

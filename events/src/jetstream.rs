@@ -468,6 +468,55 @@ impl JetStreamLog {
         Ok((out, more))
     }
 
+    /// Every stored message from `from_position` on whose domain is in `filters` (all
+    /// when empty), in log order, as stored, then each new one as it lands: an ordered
+    /// consumer, the server pushing messages without a request per batch.
+    pub async fn follow_raw(
+        &self,
+        from_position: u64,
+        filters: &[&str],
+    ) -> Result<futures::stream::BoxStream<'static, Result<RawEvent, LogError>>, LogError> {
+        let stream = self
+            .js
+            .get_stream_no_info(&self.cfg.stream_name)
+            .await
+            .map_err(unavailable)?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subjects: if filters.is_empty() {
+                    vec![self.subject_filter(None)]
+                } else {
+                    filters
+                        .iter()
+                        .map(|f| self.subject_filter(Some(f)))
+                        .collect()
+                },
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: from_position.max(1),
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let messages = consumer.messages().await.map_err(unavailable)?;
+        Ok(messages
+            .map(|m| {
+                let m = m.map_err(unavailable)?;
+                let position = m.info().map_err(unavailable)?.stream_sequence;
+                let headers = m.headers.as_ref();
+                Ok(RawEvent {
+                    position,
+                    subject: m.subject.to_string(),
+                    version_header: headers.and_then(|h| header_u64(h, VERSION_HEADER)),
+                    msg_id: headers
+                        .and_then(|h| h.get(MSG_ID))
+                        .map(|v| v.as_str().to_owned()),
+                    payload: m.payload.clone(),
+                })
+            })
+            .boxed())
+    }
+
     /// The last stored message of one subject.
     async fn last_raw(&self, subject: &str) -> Result<Option<RawEvent>, LogError> {
         self.ensure_connected().await?;
@@ -1006,44 +1055,11 @@ impl EventLog for JetStreamLog {
     }
 
     async fn follow(&self, from_position: u64, filters: &[&str]) -> Result<EventStream, LogError> {
-        let stream = self
-            .js
-            .get_stream_no_info(&self.cfg.stream_name)
-            .await
-            .map_err(unavailable)?;
-        let consumer = stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subjects: if filters.is_empty() {
-                    vec![self.subject_filter(None)]
-                } else {
-                    filters
-                        .iter()
-                        .map(|f| self.subject_filter(Some(f)))
-                        .collect()
-                },
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: from_position.max(1),
-                },
-                ..Default::default()
-            })
-            .await
-            .map_err(unavailable)?;
-        let messages = consumer.messages().await.map_err(unavailable)?;
         let log = self.clone();
-        Ok(messages
-            .map(move |m| {
-                let m = m.map_err(unavailable)?;
-                let position = m.info().map_err(unavailable)?.stream_sequence;
-                let headers = m.headers.clone().unwrap_or_default();
-                let raw = RawEvent {
-                    position,
-                    subject: m.subject.to_string(),
-                    version_header: header_u64(&headers, VERSION_HEADER),
-                    msg_id: headers.get(MSG_ID).map(|v| v.as_str().to_owned()),
-                    payload: m.payload.clone(),
-                };
-                log.decode_with_header(&raw)
-            })
+        Ok(self
+            .follow_raw(from_position, filters)
+            .await?
+            .map(move |raw| log.decode_with_header(&raw?))
             .boxed())
     }
 }

@@ -11,12 +11,22 @@ pub type Hash = [u8; 32];
 
 /// The leaf value of one stored message.
 pub fn leaf_of_payload(payload: &[u8]) -> Hash {
-    let from_envelope = serde_json::from_slice::<serde_json::Value>(payload)
-        .ok()
-        .and_then(|v| v.get("hash").and_then(|h| h.as_str()).map(str::to_owned))
+    leaf_of_parsed(
+        serde_json::from_slice::<serde_json::Value>(payload)
+            .ok()
+            .as_ref(),
+        payload,
+    )
+}
+
+/// [`leaf_of_payload`] for a payload already parsed (`None` when it is not JSON).
+pub fn leaf_of_parsed(parsed: Option<&serde_json::Value>, payload: &[u8]) -> Hash {
+    parsed
+        .and_then(|v| v.get("hash"))
+        .and_then(|h| h.as_str())
         .and_then(|h| hex::decode(h).ok())
-        .and_then(|b| Hash::try_from(b).ok());
-    from_envelope.unwrap_or_else(|| Sha256::digest(payload).into())
+        .and_then(|b| Hash::try_from(b).ok())
+        .unwrap_or_else(|| Sha256::digest(payload).into())
 }
 
 fn leaf_hash(h: &Hash) -> Hash {

@@ -7,13 +7,13 @@
 //! [`Verifier`] is a pure fold over stored messages in log order, so it checks a live log
 //! ([`verify_log`]) and an exported file alike.
 
-use std::collections::{BTreeMap, HashMap};
+use std::collections::HashMap;
 
-use chronicle_events::chain::{ChainError, check_link};
+use chronicle_events::chain::{ChainError, compute_hash};
 use chronicle_events::domain::seal::SealRecorded;
 use chronicle_events::domain::{Event, SealEvent};
 use chronicle_events::jetstream::RawEvent;
-use chronicle_events::merkle::{Hash, leaf_of_payload, merkle_root};
+use chronicle_events::merkle::{Hash, leaf_of_parsed, merkle_root};
 use chronicle_events::{JetStreamLog, LogError, StreamId};
 use serde::Serialize;
 
@@ -77,6 +77,80 @@ struct StreamTip {
     hash: Option<String>,
 }
 
+/// What one message shows on its own, without the messages before it: computed for
+/// many messages at once (in parallel), then folded in log order by [`Verifier::fold`].
+pub struct Examined {
+    leaf: Hash,
+    body: Result<Body, Unreadable>,
+}
+
+struct Body {
+    envelope: chronicle_events::Envelope,
+    /// The hash of the envelope's content, to compare with the stored one.
+    computed_hash: String,
+    /// The payload as today's event: a seal's content, other events' `None`; or why it
+    /// does not decode.
+    decoded: Result<Option<SealRecorded>, String>,
+}
+
+enum Unreadable {
+    NotAnEnvelope(String),
+    WrongStream(String),
+}
+
+/// Parses, hashes and decodes one stored message: everything [`Verifier::fold`] needs
+/// that does not depend on other messages. The payload is parsed once.
+pub fn examine(subject_prefix: &str, raw: &RawEvent) -> Examined {
+    let value = match serde_json::from_slice::<serde_json::Value>(&raw.payload) {
+        Ok(v @ serde_json::Value::Object(_)) => Some(v),
+        _ => None,
+    };
+    let leaf = leaf_of_parsed(value.as_ref(), &raw.payload);
+    let Some(value) = value else {
+        return Examined {
+            leaf,
+            body: Err(Unreadable::NotAnEnvelope(
+                "the payload is not a JSON object".into(),
+            )),
+        };
+    };
+    let computed_hash = compute_hash(&value);
+    let envelope: chronicle_events::Envelope = match serde_json::from_value(value) {
+        Ok(e) => e,
+        Err(e) => {
+            return Examined {
+                leaf,
+                body: Err(Unreadable::NotAnEnvelope(format!("not an envelope: {e}"))),
+            };
+        }
+    };
+    match StreamId::from_subject(subject_prefix, &raw.subject) {
+        Ok(stream) if stream == envelope.stream => {}
+        _ => {
+            return Examined {
+                leaf,
+                body: Err(Unreadable::WrongStream(format!(
+                    "the envelope names stream {}",
+                    envelope.stream
+                ))),
+            };
+        }
+    }
+    let decoded = match envelope.decode() {
+        Err(e) => Err(e.to_string()),
+        Ok(Event::Seal(SealEvent::SealRecorded(seal))) => Ok(Some(seal)),
+        Ok(_) => Ok(None),
+    };
+    Examined {
+        leaf,
+        body: Ok(Body {
+            envelope,
+            computed_hash,
+            decoded,
+        }),
+    }
+}
+
 /// Checks messages fed in log order.
 pub struct Verifier {
     subject_prefix: String,
@@ -89,7 +163,8 @@ pub struct Verifier {
     key: Option<PublicSealKey>,
     seal_subject: String,
     /// Leaves of the positions after the last seal seen.
-    leaves: BTreeMap<u64, Hash>,
+    /// (Positions only grow, so a sorted Vec.)
+    leaves: Vec<(u64, Hash)>,
     /// The last seal seen: the position it sealed to and its hash.
     last_seal: Option<(u64, String)>,
 }
@@ -113,7 +188,7 @@ impl Verifier {
             next_position: Some(from_position.max(1)),
             key,
             seal_subject: crate::sealer::seal_stream().subject(subject_prefix),
-            leaves: BTreeMap::new(),
+            leaves: Vec::new(),
             last_seal: None,
         }
     }
@@ -145,11 +220,11 @@ impl Verifier {
                 seal.from_position, seal.to_position, raw.position
             ));
         } else {
-            let range: Vec<Hash> = self
+            let lo = self
                 .leaves
-                .range(seal.from_position..=seal.to_position)
-                .map(|(_, h)| *h)
-                .collect();
+                .partition_point(|(p, _)| *p < seal.from_position);
+            let hi = self.leaves.partition_point(|(p, _)| *p <= seal.to_position);
+            let range: Vec<Hash> = self.leaves[lo..hi].iter().map(|(_, h)| *h).collect();
             let complete = range.len() as u64 == seal.to_position - seal.from_position + 1;
             if complete {
                 if hex::encode(merkle_root(&range)) != seal.root {
@@ -170,7 +245,8 @@ impl Verifier {
         } else {
             self.report.seals.sealed_to = seal.to_position;
         }
-        self.leaves = self.leaves.split_off(&(seal.to_position + 1));
+        let sealed = self.leaves.partition_point(|(p, _)| *p <= seal.to_position);
+        self.leaves.drain(..sealed);
         self.last_seal = Some((seal.to_position, envelope.hash.clone()));
     }
 
@@ -183,7 +259,14 @@ impl Verifier {
         });
     }
 
+    /// Checks the next message (in log order).
     pub fn check(&mut self, raw: &RawEvent) {
+        let examined = examine(&self.subject_prefix, raw);
+        self.fold(raw, examined);
+    }
+
+    /// Folds in the next message (in log order) with what [`examine`] found in it alone.
+    pub fn fold(&mut self, raw: &RawEvent, examined: Examined) {
         self.report.checked += 1;
         self.report.first_position.get_or_insert(raw.position);
         self.report.last_position = Some(raw.position);
@@ -196,56 +279,49 @@ impl Verifier {
             });
         }
         self.next_position = Some(raw.position + 1);
-        let leaf = leaf_of_payload(&raw.payload);
-
-        let value: serde_json::Value = match serde_json::from_slice(&raw.payload) {
-            Ok(v @ serde_json::Value::Object(_)) => v,
-            _ => {
-                return self.flag(
-                    raw,
-                    BreakKind::Undecodable,
-                    "the payload is not a JSON object",
-                );
+        let Examined { leaf, body } = examined;
+        let body = match body {
+            Ok(body) => body,
+            Err(Unreadable::NotAnEnvelope(detail)) => {
+                return self.flag(raw, BreakKind::Undecodable, detail);
+            }
+            Err(Unreadable::WrongStream(detail)) => {
+                self.leaves.push((raw.position, leaf));
+                return self.flag(raw, BreakKind::Undecodable, detail);
             }
         };
-        let envelope: chronicle_events::Envelope = match serde_json::from_value(value.clone()) {
-            Ok(e) => e,
-            Err(e) => {
-                return self.flag(raw, BreakKind::Undecodable, format!("not an envelope: {e}"));
-            }
-        };
-        match StreamId::from_subject(&self.subject_prefix, &raw.subject) {
-            Ok(stream) if stream == envelope.stream => {}
-            _ => {
-                self.leaves.insert(raw.position, leaf);
-                return self.flag(
-                    raw,
-                    BreakKind::Undecodable,
-                    format!("the envelope names stream {}", envelope.stream),
-                );
-            }
-        }
-        match envelope.decode() {
-            Err(e) => self.flag(raw, BreakKind::Undecodable, e.to_string()),
-            Ok(Event::Seal(SealEvent::SealRecorded(seal))) if raw.subject == self.seal_subject => {
+        let envelope = body.envelope;
+        match body.decoded {
+            Err(e) => self.flag(raw, BreakKind::Undecodable, e),
+            Ok(Some(seal)) if raw.subject == self.seal_subject => {
                 self.check_seal(raw, &envelope, &seal)
             }
             Ok(_) => {}
         }
 
-        let tip = self.tips.get(&raw.subject).cloned();
-        let expected_prev = match (&tip, self.from_start) {
-            (Some(t), _) => Some(t.hash.clone()),
+        let tip = self.tips.get(&raw.subject);
+        let expected_prev: Option<Option<&str>> = match (tip, self.from_start) {
+            (Some(t), _) => Some(t.hash.as_deref()),
             (None, true) => Some(None),
             // Started mid-log: this stream's earlier events were not seen.
             (None, false) => None,
         };
-        let link = match &expected_prev {
-            Some(prev) => check_link(&value, prev.as_deref()),
-            None => {
-                let own = value.get("prev_hash").and_then(|v| v.as_str());
-                check_link(&value, own)
-            }
+        let found_prev = envelope.prev_hash.as_deref();
+        let link = match expected_prev {
+            Some(expected) if expected != found_prev => Err(ChainError::BrokenLink {
+                expected: expected.map(str::to_owned),
+                found: found_prev.map(str::to_owned),
+            }),
+            _ if body.computed_hash != envelope.hash => Err(ChainError::HashMismatch {
+                stored: envelope.hash.clone(),
+                computed: body.computed_hash,
+            }),
+            _ => Ok(()),
+        };
+        let version = match (tip, self.from_start) {
+            (Some(t), _) => Some(t.version + 1),
+            (None, true) => Some(1),
+            (None, false) => raw.version_header,
         };
         match link {
             Ok(()) => {}
@@ -255,11 +331,6 @@ impl Verifier {
             Err(e) => self.flag(raw, BreakKind::BrokenLink, e.to_string()),
         }
 
-        let version = match (&tip, self.from_start) {
-            (Some(t), _) => Some(t.version + 1),
-            (None, true) => Some(1),
-            (None, false) => raw.version_header,
-        };
         if version.is_some() && raw.version_header != version {
             self.flag(
                 raw,
@@ -271,14 +342,17 @@ impl Verifier {
                 ),
             );
         }
-        self.tips.insert(
-            raw.subject.clone(),
-            StreamTip {
-                version: version.unwrap_or(0),
-                hash: Some(envelope.hash),
-            },
-        );
-        self.leaves.insert(raw.position, leaf);
+        let tip = StreamTip {
+            version: version.unwrap_or(0),
+            hash: Some(envelope.hash),
+        };
+        match self.tips.get_mut(&raw.subject) {
+            Some(t) => *t = tip,
+            None => {
+                self.tips.insert(raw.subject.clone(), tip);
+            }
+        }
+        self.leaves.push((raw.position, leaf));
     }
 
     pub fn finish(mut self) -> VerifyReport {
@@ -291,6 +365,9 @@ impl Verifier {
 
 /// Verifies the live log from `from_position` to `to_position` (inclusive; `None` for
 /// its end as of the call).
+///
+/// Three stages overlap: a task reads the next batch while this one is examined (parse,
+/// hash, decode: in parallel on every core) and the one before is folded in order.
 pub async fn verify_log(
     log: &JetStreamLog,
     from_position: u64,
@@ -299,24 +376,93 @@ pub async fn verify_log(
     progress: &(dyn Fn(u64, u64) + Sync),
 ) -> Result<VerifyReport, LogError> {
     use chronicle_events::EventLog;
+    use futures::StreamExt;
+    use rayon::prelude::*;
+    const BATCH: usize = 1000;
     let end = match to_position {
         Some(p) => p,
         None => log.last_position().await?,
     };
-    let filter = log.subject_filter(None);
-    let mut verifier = Verifier::new(&log.config().subject_prefix, from_position, key);
-    let mut seq = from_position.max(1);
-    while seq <= end {
-        let (raws, more) = log.read_raw_batch(seq, &filter, 1000).await?;
-        for raw in raws.iter().filter(|r| r.position <= end) {
-            verifier.check(raw);
+    let prefix = log.config().subject_prefix.clone();
+    let mut verifier = Verifier::new(&prefix, from_position, key);
+    let end = end.min(log.last_position().await?);
+    let (batches, mut incoming) = tokio::sync::mpsc::channel::<Result<Vec<RawEvent>, LogError>>(4);
+    let reader = {
+        let log = log.clone();
+        let from = from_position.max(1);
+        tokio::spawn(async move {
+            if from > end {
+                return;
+            }
+            let mut feed = match log.follow_raw(from, &[]).await {
+                Ok(feed) => feed.ready_chunks(BATCH),
+                Err(e) => {
+                    let _ = batches.send(Err(e)).await;
+                    return;
+                }
+            };
+            // Messages arrive a few at a time; examining pays off in batches of BATCH.
+            // The stream's subjects are all under the filter and `end` is stored, so
+            // the feed reaches it.
+            let mut raws = Vec::with_capacity(BATCH);
+            while let Some(chunk) = feed.next().await {
+                let mut done = false;
+                for r in chunk {
+                    match r {
+                        Ok(r) if r.position <= end => {
+                            done = r.position >= end;
+                            raws.push(r);
+                        }
+                        Ok(_) => done = true,
+                        Err(e) => {
+                            let _ = batches.send(Err(e)).await;
+                            return;
+                        }
+                    }
+                }
+                if (done || raws.len() >= BATCH)
+                    && !raws.is_empty()
+                    && batches
+                        .send(Ok(std::mem::replace(&mut raws, Vec::with_capacity(BATCH))))
+                        .await
+                        .is_err()
+                {
+                    return;
+                }
+                if done {
+                    return;
+                }
+            }
+        })
+    };
+    let examine_all = |raws: Vec<RawEvent>, prefix: String| {
+        tokio::task::spawn_blocking(move || {
+            let examined: Vec<Examined> = raws.par_iter().map(|r| examine(&prefix, r)).collect();
+            (raws, examined)
+        })
+    };
+    let mut examining = None;
+    loop {
+        // Start examining the next batch before folding the one examined.
+        let next = match incoming.recv().await {
+            Some(Ok(raws)) => Some(examine_all(raws, prefix.clone())),
+            Some(Err(e)) => {
+                reader.abort();
+                return Err(e);
+            }
+            None => None,
+        };
+        if let Some(task) = std::mem::replace(&mut examining, next) {
+            let (raws, examined) = task.await.expect("examining a batch does not panic");
+            for (raw, e) in raws.iter().zip(examined) {
+                verifier.fold(raw, e);
+            }
+            if let Some(last) = raws.last() {
+                progress(last.position.min(end), end);
+            }
         }
-        if let Some(last) = raws.last() {
-            progress(last.position.min(end), end);
-        }
-        match raws.last() {
-            Some(last) if more && last.position < end => seq = last.position + 1,
-            _ => break,
+        if examining.is_none() {
+            break;
         }
     }
     Ok(verifier.finish())

@@ -54,6 +54,16 @@ macro_rules! domain_events {
                     $($name::$variant(_) => stringify!($variant)),+
                 }
             }
+            fn decode_data(
+                event_type: &str,
+                data: &serde_json::Value,
+            ) -> Option<Result<Self, serde_json::Error>> {
+                use serde::Deserialize as _;
+                match event_type {
+                    $(stringify!($variant) => Some($variant::deserialize(data).map($name::$variant)),)+
+                    _ => None,
+                }
+            }
         }
 
         $(
@@ -77,6 +87,13 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Clone + Into<Event> {
     const DOMAIN: Domain;
     const TYPES: &'static [&'static str];
     fn event_type(&self) -> &'static str;
+    /// The event of type `event_type` with payload `data` (`None`: not a type of this
+    /// domain). Deserializes the payload struct straight from `data`, without the
+    /// buffering an adjacently tagged enum needs.
+    fn decode_data(
+        event_type: &str,
+        data: &serde_json::Value,
+    ) -> Option<Result<Self, serde_json::Error>>;
     /// This domain's event inside `event`, if it is one.
     fn from_event(event: &Event) -> Option<&Self>;
 }
@@ -131,19 +148,17 @@ fn parts<E: Serialize>(e: &E) -> serde_json::Value {
         .unwrap_or_default()
 }
 
-fn decode_as<E: DomainEvent>(event_type: &str, data: serde_json::Value) -> Result<E, DecodeError> {
-    if !E::TYPES.contains(&event_type) {
-        return Err(DecodeError::UnknownType {
+fn decode_as<E: DomainEvent>(event_type: &str, data: &serde_json::Value) -> Result<E, DecodeError> {
+    match E::decode_data(event_type, data) {
+        None => Err(DecodeError::UnknownType {
             domain: E::DOMAIN,
             event_type: event_type.to_owned(),
-        });
-    }
-    serde_json::from_value(serde_json::json!({ "type": event_type, "data": data })).map_err(|e| {
-        DecodeError::Invalid {
+        }),
+        Some(decoded) => decoded.map_err(|e| DecodeError::Invalid {
             event_type: event_type.to_owned(),
             message: e.to_string(),
-        }
-    })
+        }),
+    }
 }
 
 impl Event {
@@ -193,6 +208,15 @@ impl Event {
         domain: Domain,
         event_type: &str,
         data: serde_json::Value,
+    ) -> Result<Event, DecodeError> {
+        Self::decode_ref(domain, event_type, &data)
+    }
+
+    /// [`Event::decode`] of a payload already at today's schema, by reference.
+    pub fn decode_ref(
+        domain: Domain,
+        event_type: &str,
+        data: &serde_json::Value,
     ) -> Result<Event, DecodeError> {
         Ok(match domain {
             Domain::User => Event::User(decode_as(event_type, data)?),
