@@ -38,6 +38,10 @@ pub fn describe() {
         "HTTP request latency by method and route"
     );
     describe_counter!("chronicle_commands_total", "Commands by type and outcome");
+    describe_counter!(
+        "chronicle_command_conflicts_total",
+        "Appends that lost a race for their stream's head (the command is decided again)"
+    );
     describe_histogram!(
         "chronicle_command_duration_seconds",
         "Command latency by type"

@@ -875,3 +875,59 @@ async fn a_maturity_change_moves_what_an_agent_may_do_alone() {
         a.body
     );
 }
+
+#[tokio::test]
+async fn a_process_that_never_saw_a_stream_still_refuses_to_create_it_twice() {
+    // Creations are decided on the empty state without reading the log first; a stream
+    // that does exist makes the append conflict, and the command is decided again on the
+    // stream as stored. The peer has never seen these streams.
+    let app = App::start().await;
+    let peer = app.peer().await;
+    let job = format!("j{}", id());
+    let a = app
+        .post(
+            "/v1/commands/jobs",
+            &app.admin,
+            json!({"job_id": job, "agent_id": "a", "kind": "k"}),
+        )
+        .await;
+    assert_eq!(a.status, 201, "{:?}", a.body);
+    let before = app.log_len().await;
+    let a = peer
+        .post(
+            "/v1/commands/jobs",
+            &peer.admin,
+            json!({"job_id": job, "agent_id": "b", "kind": "k"}),
+        )
+        .await;
+    assert_problem(&a, 409, "ALREADY_EXISTS");
+    assert_eq!(app.log_len().await, before, "nothing appended");
+    // And the peer goes on from the stored state.
+    let a = peer
+        .post(
+            &format!("/v1/commands/jobs/{job}/start"),
+            &peer.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+    assert_eq!(a.body["version"], 2);
+    // A command the empty state refuses is never guessed: it reads the stream.
+    let other = format!("j{}", id());
+    let a = app
+        .post(
+            "/v1/commands/jobs",
+            &app.admin,
+            json!({"job_id": other, "agent_id": "a", "kind": "k"}),
+        )
+        .await;
+    assert_eq!(a.status, 201);
+    let a = peer
+        .post(
+            &format!("/v1/commands/jobs/{other}/start"),
+            &peer.admin,
+            json!({}),
+        )
+        .await;
+    assert_eq!(a.status, 200, "{:?}", a.body);
+}

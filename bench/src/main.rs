@@ -1,15 +1,18 @@
-//! Chronicle's benchmarks, each against the raw substrate in the same run, reported as
-//! ratios (see `scripts/bench`). Never used as a test: no thresholds here.
+//! Chronicle's benchmarks, each against the raw substrate (or the peer) in the same run,
+//! reported as medians with their range and as ratios, and written to `bench/RESULTS.md`
+//! (see `scripts/bench`). Never used as a test: no thresholds decide anything here.
 //!
-//! - `log`: appends through `JetStreamLog` (64 in flight, one new stream each) against raw
-//!   JetStream publishes with acks of the same bytes (64 in flight) on the same server;
-//!   then the cost of loading one 10-event stream with no other streams and with
-//!   100 000 other streams in the log.
-//! - `projection`: the jobs projection catching up over 200 000 events (from a fresh
-//!   database) against a raw batched insert of the same rows into Postgres.
-//! - `verify`: verifying 200 000 events against a raw ordered JetStream read of them.
+//! - `http`: a real `chronicle serve` and `chronicle project`: HTTP ingest against raw
+//!   JetStream publishes, contention on 8 hot aggregates, read-your-writes, the cqrs-es
+//!   peer, peak memory of each process;
+//! - `aggregate`: one command by stream length and by log size;
+//! - `log`: appends through `JetStreamLog` against raw publishes of the same bytes;
+//! - `batch`: append latency by events per append;
+//! - `projection`: the jobs projection catching up over 200 000 events against a raw
+//!   batched insert of the same rows;
+//! - `verify`: verifying the same 200 000 events against a raw ordered read.
 
-use std::time::{Duration, Instant};
+use std::time::Instant;
 
 use anyhow::{Context, Result};
 use bytes::Bytes;
@@ -20,14 +23,15 @@ use chronicle_events::{
 };
 use clap::Parser;
 use futures::StreamExt;
+use report::{Report, Spread, percentile_ms};
 use uuid::Uuid;
 
 #[derive(Parser)]
 #[command(about = "Chronicle benchmarks against raw JetStream")]
 pub(crate) struct Args {
-    /// Smaller runs (under a minute).
+    /// Smaller runs (under three minutes in all).
     #[arg(long)]
-    quick: bool,
+    pub(crate) quick: bool,
     #[arg(long, env = "NATS_URL")]
     pub(crate) nats_url: String,
     /// How many times each measurement is repeated (the median is reported).
@@ -35,14 +39,18 @@ pub(crate) struct Args {
     pub(crate) repeat: usize,
     #[arg(long, env = "DATABASE_URL")]
     pub(crate) database_url: Option<String>,
-    /// Which benchmarks to run: log, projection (default: all).
+    /// Which benchmarks to run: http, aggregate, log, batch, projection, verify (default:
+    /// all). May be repeated.
     #[arg(long)]
     only: Vec<String>,
+    /// Where to write the results as Markdown.
+    #[arg(long, default_value = "bench/RESULTS.md")]
+    results: std::path::PathBuf,
 }
 
-const IN_FLIGHT: usize = 64;
+pub(crate) const IN_FLIGHT: usize = 64;
 
-fn submitted(job: &StreamId) -> PendingEvent {
+pub(crate) fn submitted(job: &StreamId) -> PendingEvent {
     PendingEvent::new(
         JobSubmitted {
             job_id: job.id().to_owned(),
@@ -55,7 +63,7 @@ fn submitted(job: &StreamId) -> PendingEvent {
     )
 }
 
-fn new_job() -> StreamId {
+pub(crate) fn new_job() -> StreamId {
     StreamId::new(Domain::Job, Uuid::new_v4().simple().to_string()).expect("uuid is a valid id")
 }
 
@@ -69,7 +77,7 @@ pub(crate) fn fresh_config() -> LogConfig {
 }
 
 /// Appends `n` one-event commands to new streams, `IN_FLIGHT` at a time; events/s.
-async fn chronicle_appends(log: &JetStreamLog, n: usize) -> Result<f64> {
+pub(crate) async fn chronicle_appends(log: &JetStreamLog, n: usize) -> Result<f64> {
     let started = Instant::now();
     let results: Vec<_> = futures::stream::iter(0..n)
         .map(|_| {
@@ -96,7 +104,7 @@ async fn chronicle_appends(log: &JetStreamLog, n: usize) -> Result<f64> {
 }
 
 /// Publishes `n` messages of `payload` with acks to new subjects, `IN_FLIGHT` at a time.
-async fn raw_publishes(
+pub(crate) async fn raw_publishes(
     js: &async_nats::jetstream::Context,
     prefix: &str,
     payload: Bytes,
@@ -124,56 +132,8 @@ async fn raw_publishes(
     Ok(n as f64 / elapsed.as_secs_f64())
 }
 
-pub(crate) fn median(mut xs: Vec<f64>) -> (f64, f64, f64) {
-    xs.sort_by(|a, b| a.total_cmp(b));
-    (xs[xs.len() / 2], xs[0], xs[xs.len() - 1])
-}
-
-fn percentile(sorted: &[Duration], p: f64) -> f64 {
-    let i = ((sorted.len() as f64 - 1.0) * p).round() as usize;
-    sorted[i].as_secs_f64() * 1000.0
-}
-
-/// p50 and p99 (ms) of loading `stream` `samples` times.
-async fn load_latency(log: &JetStreamLog, stream: &StreamId, samples: usize) -> Result<(f64, f64)> {
-    // Warm connections and caches first, so both measurements start alike.
-    for _ in 0..samples / 4 {
-        log.read_stream(stream, 1).await?;
-    }
-    let mut times = Vec::with_capacity(samples);
-    for _ in 0..samples {
-        let t = Instant::now();
-        let events = log.read_stream(stream, 1).await?;
-        times.push(t.elapsed());
-        anyhow::ensure!(
-            events.len() == 10,
-            "expected 10 events, read {}",
-            events.len()
-        );
-    }
-    times.sort();
-    Ok((percentile(&times, 0.5), percentile(&times, 0.99)))
-}
-
-async fn ten_event_stream(log: &JetStreamLog) -> Result<StreamId> {
-    let job = new_job();
-    let mut events = vec![submitted(&job)];
-    events.extend(
-        (0..9).map(|_| PendingEvent::new(JobStarted {}, Actor::user("bench"), Uuid::new_v4())),
-    );
-    log.append(AppendRequest::single(
-        Uuid::new_v4(),
-        job.clone(),
-        Expected::NO_STREAM,
-        events,
-    ))
-    .await?;
-    Ok(job)
-}
-
-async fn bench_log(args: &Args) -> Result<()> {
+async fn bench_log(args: &Args, report: &mut Report) -> Result<()> {
     let n = if args.quick { 10_000 } else { 50_000 };
-    let others = 100_000;
     let client = async_nats::connect(&args.nats_url).await?;
     let js = async_nats::jetstream::new(client.clone());
 
@@ -203,64 +163,26 @@ async fn bench_log(args: &Args) -> Result<()> {
         js.delete_stream(&cfg.stream_name).await.ok();
         js.delete_stream(&raw_cfg.stream_name).await.ok();
     }
-    let (c, c_lo, c_hi) = median(chronicle.clone());
-    let (r, r_lo, r_hi) = median(raw.clone());
-    let ratios: Vec<f64> = chronicle.iter().zip(&raw).map(|(c, r)| c / r).collect();
-    let (ratio, lo, hi) = median(ratios);
-    println!(
-        "append        median {c:.0} events/s (range {c_lo:.0}..{c_hi:.0}), {payload_len}-byte envelopes"
+    let ratio = Spread::of(chronicle.iter().zip(&raw).map(|(c, r)| c / r).collect());
+    report.row(
+        &format!("log append (no HTTP): {n} one-event appends, {IN_FLIGHT} in flight"),
+        format!(
+            "{}, {payload_len}-byte envelopes",
+            Spread::of(chronicle).show(0, "events/s")
+        ),
+        format!("publish with ack: {}", Spread::of(raw).show(0, "msgs/s")),
+        "—",
+        format!("{:.2}", ratio.median),
     );
-    println!("raw publish   median {r:.0} msgs/s (range {r_lo:.0}..{r_hi:.0})");
-    println!("ratio append_vs_raw_publish {ratio:.2} (range {lo:.2}..{hi:.2})");
-
-    println!("== load one 10-event stream: alone, then among {others} other streams");
-    let log = JetStreamLog::connect(&args.nats_url, fresh_config()).await?;
-    let target = ten_event_stream(&log).await?;
-    let samples = if args.quick { 200 } else { 1000 };
-    let (p50, p99) = load_latency(&log, &target, samples).await?;
-    println!("load_stream others=0 p50_ms {p50:.3} p99_ms {p99:.3}");
-    let t = Instant::now();
-    chronicle_appends(&log, others).await?;
-    println!(
-        "(filled {others} other streams in {:.1} s)",
-        t.elapsed().as_secs_f64()
-    );
-    let (p50b, p99b) = load_latency(&log, &target, samples).await?;
-    println!("load_stream others={others} p50_ms {p50b:.3} p99_ms {p99b:.3}");
-    println!("ratio load_with_{others}_others_vs_alone {:.2}", p50b / p50);
-    js.delete_stream(&log.config().stream_name).await.ok();
+    report.ratio("append_vs_raw_publish", ratio);
     Ok(())
 }
-
-#[global_allocator]
-static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
-
-#[tokio::main]
-async fn main() -> Result<()> {
-    let args = Args::parse();
-    let wants = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
-    if wants("log") {
-        bench_log(&args).await?;
-    }
-    if wants("batch") {
-        bench_batch_latency(&args).await?;
-    }
-    if wants("projection") {
-        projection::bench(&args).await?;
-    }
-    if wants("verify") {
-        verify::bench(&args).await?;
-    }
-    Ok(())
-}
-
-mod projection;
-mod verify;
 
 /// Latency of one append by its number of events (sequential, one stream each).
-async fn bench_batch_latency(args: &Args) -> Result<()> {
+async fn bench_batch_latency(args: &Args, report: &mut Report) -> Result<()> {
     let log = JetStreamLog::connect(&args.nats_url, fresh_config()).await?;
     println!("== append latency by events per append (sequential)");
+    let mut shown = Vec::new();
     for n in [1usize, 2, 3, 10] {
         let mut times = Vec::new();
         for _ in 0..200 {
@@ -284,9 +206,133 @@ async fn bench_batch_latency(args: &Args) -> Result<()> {
         times.sort();
         println!(
             "append_latency events={n} p50_ms {:.3} p99_ms {:.3}",
-            percentile(&times, 0.5),
-            percentile(&times, 0.99)
+            percentile_ms(&times, 0.5),
+            percentile_ms(&times, 0.99)
         );
+        shown.push(format!("{n}: p50 {:.2} ms", percentile_ms(&times, 0.5)));
     }
+    report.row(
+        "append latency by events per append (sequential)",
+        shown.join(", "),
+        "—".into(),
+        "—",
+        "several events are one atomic batch: the server syncs it to disk".into(),
+    );
+    log.jetstream()
+        .delete_stream(&log.config().stream_name)
+        .await
+        .ok();
     Ok(())
 }
+
+/// What this run ran on.
+async fn machine(args: &Args) -> String {
+    let cores = std::thread::available_parallelism().map_or(0, |n| n.get());
+    let memory = std::fs::read_to_string("/proc/meminfo")
+        .ok()
+        .and_then(|m| {
+            m.lines()
+                .find(|l| l.starts_with("MemTotal:"))
+                .and_then(|l| l.split_whitespace().nth(1)?.parse::<f64>().ok())
+        })
+        .map_or("?".into(), |kb| format!("{:.0} GiB", kb / 1024.0 / 1024.0));
+    let cpu = std::fs::read_to_string("/proc/cpuinfo")
+        .ok()
+        .and_then(|c| {
+            c.lines()
+                .find(|l| l.starts_with("model name"))
+                .and_then(|l| l.split(':').nth(1))
+                .map(|m| m.trim().to_owned())
+        })
+        .unwrap_or_else(|| "?".into());
+    let nats = match async_nats::connect(&args.nats_url).await {
+        Ok(c) => c.server_info().version,
+        Err(_) => "?".into(),
+    };
+    let postgres = match &args.database_url {
+        Some(url) => match tokio_postgres::connect(url, tokio_postgres::NoTls).await {
+            Ok((client, conn)) => {
+                tokio::spawn(conn);
+                client
+                    .query_one("SHOW server_version", &[])
+                    .await
+                    .map(|r| r.get::<_, String>(0))
+                    .unwrap_or_else(|_| "?".into())
+            }
+            Err(_) => "?".into(),
+        },
+        None => "not used".into(),
+    };
+    format!(
+        "- {cores} cores ({cpu}), {memory} memory\n- nats-server {nats} (file storage, default sync_interval)\n- Postgres {postgres} (as `scripts/servers` starts it: fsync off — the raw inserts run on the same server)\n- Chronicle {} (release build, mimalloc)",
+        std::env::var("CHRONICLE_COMMIT").unwrap_or_else(|_| env!("CARGO_PKG_VERSION").into())
+    )
+}
+
+#[global_allocator]
+static ALLOCATOR: mimalloc::MiMalloc = mimalloc::MiMalloc;
+
+#[tokio::main]
+async fn main() -> Result<()> {
+    let args = Args::parse();
+    let wants = |name: &str| args.only.is_empty() || args.only.iter().any(|o| o == name);
+    let started = Instant::now();
+    let mut report = Report::default();
+    if wants("http") {
+        http::bench(&args, &mut report).await?;
+    }
+    if wants("aggregate") {
+        aggregate::bench(&args, &mut report).await?;
+    }
+    if wants("log") {
+        bench_log(&args, &mut report).await?;
+    }
+    if wants("batch") {
+        bench_batch_latency(&args, &mut report).await?;
+    }
+    if wants("projection") || wants("verify") {
+        let log = JetStreamLog::connect(&args.nats_url, fresh_config()).await?;
+        let t = Instant::now();
+        let end = projection::fill(&log).await?;
+        println!(
+            "(filled {end} events for projection and verify in {:.1} s)",
+            t.elapsed().as_secs_f64()
+        );
+        if wants("projection") {
+            projection::bench(&args, &log, end, &mut report).await?;
+        }
+        if wants("verify") {
+            verify::bench(&args, &log, end, &mut report).await?;
+        }
+        log.jetstream()
+            .delete_stream(&log.config().stream_name)
+            .await
+            .ok();
+    }
+    let took = started.elapsed();
+    let how = format!(
+        "`scripts/bench{}` ({} round(s) per figure{}) took {:.0} s. Rerun: `scripts/bench [--quick]`, or `target/release/chronicle-bench --only NAME` with `NATS_URL` and `DATABASE_URL` set.",
+        if args.quick { " --quick" } else { "" },
+        args.repeat,
+        if args.only.is_empty() {
+            String::new()
+        } else {
+            format!(", only {}", args.only.join(", "))
+        },
+        took.as_secs_f64()
+    );
+    println!("== done in {:.0} s", took.as_secs_f64());
+    let md = report.markdown(&machine(&args).await, &how);
+    std::fs::write(&args.results, md)
+        .with_context(|| format!("writing {}", args.results.display()))?;
+    println!("wrote {}", args.results.display());
+    Ok(())
+}
+
+mod aggregate;
+mod http;
+mod peer;
+mod procs;
+mod projection;
+mod report;
+mod verify;

@@ -8,8 +8,8 @@ use async_nats::jetstream::consumer;
 use chronicle_events::JetStreamLog;
 use futures::StreamExt;
 
-use crate::projection::{EVENTS, fill};
-use crate::{Args, fresh_config, median};
+use crate::Args;
+use crate::report::{Report, Spread};
 
 async fn raw_read(log: &JetStreamLog, end: u64) -> Result<f64> {
     let stream = log
@@ -43,15 +43,13 @@ async fn verify(log: &JetStreamLog, end: u64) -> Result<f64> {
     Ok(end as f64 / started.elapsed().as_secs_f64())
 }
 
-pub async fn bench(args: &Args) -> Result<()> {
-    let log = JetStreamLog::connect(&args.nats_url, fresh_config()).await?;
-    println!("== verify over {EVENTS} events vs a raw ordered JetStream read of the same range");
-    let end = fill(&log).await?;
+pub async fn bench(args: &Args, log: &JetStreamLog, end: u64, report: &mut Report) -> Result<()> {
+    println!("== verify over {end} events vs a raw ordered JetStream read of the same range");
     let mut verified = Vec::new();
     let mut raw = Vec::new();
     for round in 0..args.repeat {
-        let v = verify(&log, end).await?;
-        let r = raw_read(&log, end).await?;
+        let v = verify(log, end).await?;
+        let r = raw_read(log, end).await?;
         println!(
             "round {round}: verify {v:.0} events/s, raw read {r:.0} msgs/s, ratio {:.2}",
             v / r
@@ -59,15 +57,17 @@ pub async fn bench(args: &Args) -> Result<()> {
         verified.push(v);
         raw.push(r);
     }
-    let (v, v_lo, v_hi) = median(verified.clone());
-    let (r, r_lo, r_hi) = median(raw.clone());
-    let (ratio, lo, hi) = median(verified.iter().zip(&raw).map(|(v, r)| v / r).collect());
-    println!("verify        median {v:.0} events/s (range {v_lo:.0}..{v_hi:.0})");
-    println!("raw read      median {r:.0} msgs/s (range {r_lo:.0}..{r_hi:.0})");
-    println!("ratio verify_vs_raw_read {ratio:.2} (range {lo:.2}..{hi:.2})");
-    log.jetstream()
-        .delete_stream(&log.config().stream_name)
-        .await
-        .ok();
+    let ratio = Spread::of(verified.iter().zip(&raw).map(|(v, r)| v / r).collect());
+    report.row(
+        &format!("replay: verify {end} events (hashes, chains, versions, decoding)"),
+        Spread::of(verified).show(0, "events/s"),
+        format!(
+            "ordered consumer read of the same range: {}",
+            Spread::of(raw).show(0, "msgs/s")
+        ),
+        "ratio ≥ 0.7",
+        crate::http::met(ratio.median >= 0.7, &format!("{:.2}", ratio.median)),
+    );
+    report.ratio("verify_vs_raw_read", ratio);
     Ok(())
 }

@@ -158,6 +158,9 @@ struct Entry {
     state: Box<dyn CachedState>,
 }
 
+/// A decision: the state it was made on and the events it produced.
+type Decided<D> = (Loaded<<D as Decider>::State>, Vec<<D as Decider>::Event>);
+
 /// A state loaded for deciding, with the head it stands at.
 #[derive(Debug, Clone)]
 pub struct Loaded<S> {
@@ -335,6 +338,7 @@ impl CommandHandler {
                     actual,
                 })) => {
                     attempt += 1;
+                    metrics::counter!("chronicle_command_conflicts_total").increment(1);
                     if ctx.if_match.is_some() && stream == command.stream()? {
                         return Err(HandlerError::VersionConflict {
                             stream,
@@ -579,11 +583,17 @@ impl CommandHandler {
         let mut plan = Plan::new(stream.clone());
         macro_rules! decide {
             ($decider:ty, $cmd:expr) => {{
-                let loaded = self
-                    .load_for_decision::<$decider>(ctx, &stream, latest)
-                    .await?;
-                let events = <$decider>::decide(&$cmd, &loaded.state)?;
-                (loaded, events)
+                let cmd = $cmd;
+                match self.assume_new::<$decider>(ctx, &stream, latest, &cmd) {
+                    Some(decided) => decided,
+                    None => {
+                        let loaded = self
+                            .load_for_decision::<$decider>(ctx, &stream, latest)
+                            .await?;
+                        let events = <$decider>::decide(&cmd, &loaded.state)?;
+                        (loaded, events)
+                    }
+                }
             }};
         }
         macro_rules! simple {
@@ -857,6 +867,46 @@ impl CommandHandler {
             ),
         }
         Ok(plan)
+    }
+
+    /// A stream this process has not cached is most often a new one (a job just
+    /// submitted, a token's first user): decide on the empty state and, when that accepts,
+    /// append expecting no stream. If the stream does exist the log refuses the append as
+    /// a version conflict and the command is decided again on the state read from the log,
+    /// so the answer is the same as reading first; a creation saves that read.
+    fn assume_new<D: Decider + 'static>(
+        &self,
+        ctx: &Ctx,
+        stream: &StreamId,
+        latest: bool,
+        command: &D::Command,
+    ) -> Option<Decided<D>>
+    where
+        D::State: Send + Sync + 'static,
+    {
+        if latest || ctx.if_match.is_some() {
+            return None;
+        }
+        if self
+            .cache
+            .lock()
+            .unwrap_or_else(|p| p.into_inner())
+            .contains(stream)
+        {
+            return None;
+        }
+        let state = D::initial_state();
+        let events = D::decide(command, &state).ok()?;
+        if events.is_empty() {
+            return None;
+        }
+        Some((
+            Loaded {
+                head: StreamHead::EMPTY,
+                state,
+            },
+            events,
+        ))
     }
 
     /// The state a command decides on: cached at first; with `If-Match` or after a lost

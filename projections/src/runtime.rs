@@ -45,7 +45,7 @@ impl RunnerConfig {
     pub fn new(database_url: impl Into<String>) -> Self {
         RunnerConfig {
             database_url: database_url.into(),
-            batch_size: 1000,
+            batch_size: 4000,
             batch_wait: Duration::from_millis(5),
             standby_poll: Duration::from_millis(500),
         }
@@ -170,12 +170,32 @@ async fn active(
         break position;
     };
     tracing::info!(projection = name, checkpoint, "active");
+    /// Stops the reading task with the worker, however it leaves.
+    struct Prefetch(tokio::task::JoinHandle<()>);
+    impl Drop for Prefetch {
+        fn drop(&mut self) {
+            self.0.abort();
+        }
+    }
     let mut statements: HashMap<&'static str, Statement> = HashMap::new();
     {
-        let mut feed = log
+        let feed = log
             .follow(checkpoint + 1, &[])
             .await
             .map_err(|e| e.to_string())?;
+        // Read and decode the next events on another task while this one writes a batch.
+        let (ahead, behind) = tokio::sync::mpsc::channel(cfg.batch_size * 2);
+        let _reader = Prefetch(tokio::spawn(async move {
+            let mut feed = feed;
+            while let Some(next) = feed.next().await {
+                if ahead.send(next).await.is_err() {
+                    return;
+                }
+            }
+        }));
+        let mut feed = Box::pin(futures::stream::unfold(behind, |mut rx| async move {
+            rx.recv().await.map(|next| (next, rx))
+        }));
         loop {
             let first = tokio::select! {
                 _ = shutdown.changed() => return Ok(()),

@@ -1,0 +1,299 @@
+//! Chronicle over HTTP, as clients use it: ingest against raw JetStream publishes,
+//! contention on hot aggregates, read-your-writes, and each process's peak memory.
+
+use std::collections::{HashMap, HashSet};
+use std::sync::Arc;
+use std::sync::atomic::{AtomicUsize, Ordering};
+use std::time::{Duration, Instant};
+
+use anyhow::{Context, Result};
+use chronicle_events::{EventLog, JetStreamLog, LogConfig, StreamId};
+use futures::StreamExt;
+use serde_json::json;
+
+use crate::procs::Chronicle;
+use crate::report::{Report, Spread, num, percentile_ms};
+use crate::{Args, IN_FLIGHT, fresh_config, raw_publishes};
+
+fn job_body(i: usize) -> serde_json::Value {
+    json!({
+        "agent_id": format!("agent-{}", i % 50),
+        "kind": "summarise",
+        "input": {"doc": format!("report-{i}.pdf"), "pages": i % 40},
+    })
+}
+
+/// `n` job submissions (new aggregates), `IN_FLIGHT` clients; commands/s and latencies.
+async fn ingest(ch: &Chronicle, n: usize) -> Result<(f64, Vec<Duration>)> {
+    let started = Instant::now();
+    let results: Vec<Result<Duration>> = futures::stream::iter(0..n)
+        .map(|i| async move {
+            let t = Instant::now();
+            let r = ch.post("/v1/commands/jobs", &job_body(i)).send().await?;
+            anyhow::ensure!(r.status() == 201, "submit answered {}", r.status());
+            Ok(t.elapsed())
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let mut latencies = results.into_iter().collect::<Result<Vec<_>>>()?;
+    latencies.sort();
+    Ok((n as f64 / elapsed.as_secs_f64(), latencies))
+}
+
+pub async fn bench(args: &Args, report: &mut Report) -> Result<()> {
+    let ch = Chronicle::start(args).await?;
+    let result = run(args, &ch, report).await;
+    let (serve, project) = ch.peak_rss_mib();
+    report.row(
+        "memory: peak RSS after every HTTP benchmark",
+        format!(
+            "serve {} MiB, project {} MiB",
+            num(serve, 0),
+            num(project, 0)
+        ),
+        "—".into(),
+        "stated",
+        "stated".into(),
+    );
+    ch.stop().await;
+    result
+}
+
+async fn run(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<()> {
+    let n = if args.quick { 6_000 } else { 30_000 };
+    let log = JetStreamLog::connect(
+        &args.nats_url,
+        LogConfig {
+            stream_name: ch.stream_name.clone(),
+            subject_prefix: ch.subject_prefix.clone(),
+            ..LogConfig::default()
+        },
+    )
+    .await?;
+    let js = log.jetstream().clone();
+
+    // The floor of the HTTP stack alone: an answer that touches neither NATS nor Postgres.
+    let t = Instant::now();
+    let floor: Vec<Result<()>> = futures::stream::iter(0..n)
+        .map(|_| async move {
+            let r = ch.get("/health/live").send().await?;
+            anyhow::ensure!(r.status() == 200, "live answered {}", r.status());
+            Ok(())
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    floor.into_iter().collect::<Result<Vec<()>>>()?;
+    let floor = n as f64 / t.elapsed().as_secs_f64();
+    println!("HTTP floor: GET /health/live {floor:.0}/s with {IN_FLIGHT} clients");
+
+    println!("== ingest: {n} HTTP job submissions, {IN_FLIGHT} clients, new aggregate each");
+    ingest(ch, 500).await?; // warm connections, caches and the JIT-free rest
+    let (sample, _) = log.read_raw_batch(1, &log.subject_filter(None), 1).await?;
+    let payload = sample.first().context("the log is empty")?.payload.clone();
+    let mut chronicle = Vec::new();
+    let mut raw = Vec::new();
+    let mut p50 = Vec::new();
+    let mut p99 = Vec::new();
+    for round in 0..args.repeat {
+        let (c, latencies) = ingest(ch, n).await?;
+        let raw_cfg = fresh_config();
+        js.create_stream(raw_cfg.stream_config()).await?;
+        let r = raw_publishes(&js, &raw_cfg.subject_prefix, payload.clone(), n).await?;
+        js.delete_stream(&raw_cfg.stream_name).await.ok();
+        println!(
+            "round {round}: chronicle {c:.0} commands/s (p50 {:.2} ms, p99 {:.2} ms), raw publish {r:.0} msgs/s, ratio {:.2}",
+            percentile_ms(&latencies, 0.5),
+            percentile_ms(&latencies, 0.99),
+            c / r
+        );
+        chronicle.push(c);
+        raw.push(r);
+        p50.push(percentile_ms(&latencies, 0.5));
+        p99.push(percentile_ms(&latencies, 0.99));
+    }
+    let ratio = Spread::of(chronicle.iter().zip(&raw).map(|(c, r)| c / r).collect());
+    report.row(
+        &format!("ingest: {n} HTTP commands, {IN_FLIGHT} clients, distinct aggregates"),
+        format!(
+            "{}, p50 {}, p99 {}",
+            Spread::of(chronicle).show(0, "commands/s"),
+            Spread::of(p50).show(2, "ms"),
+            Spread::of(p99).show(2, "ms")
+        ),
+        format!(
+            "publish with ack, {IN_FLIGHT} in flight: {}",
+            Spread::of(raw).show(0, "msgs/s")
+        ),
+        "ratio ≥ 0.6",
+        met(ratio.median >= 0.6, &format!("{:.2}", ratio.median)),
+    );
+    report.ratio("ingest_vs_raw_publish", ratio);
+
+    // The projector ran beside the ingest: how far behind was it when the last command
+    // was answered?
+    let end = log.last_position().await?;
+    let t = Instant::now();
+    while ch.read_position().await? < end {
+        tokio::time::sleep(Duration::from_millis(5)).await;
+        anyhow::ensure!(
+            t.elapsed() < Duration::from_secs(120),
+            "the projector did not catch up"
+        );
+    }
+    report.note(format!(
+        "after the last ingest round the read models reached the log's end {} ms later",
+        num(t.elapsed().as_secs_f64() * 1000.0, 0)
+    ));
+
+    contention(args, ch, &log, report).await?;
+    read_your_writes(args, ch, report).await?;
+    crate::peer::bench(args, ch, report).await?;
+    Ok(())
+}
+
+pub fn met(yes: bool, detail: &str) -> String {
+    if yes {
+        format!("yes ({detail})")
+    } else {
+        format!("**no** ({detail})")
+    }
+}
+
+/// 64 clients issuing tokens for 8 users: every command lands on one of 8 hot streams.
+async fn contention(
+    args: &Args,
+    ch: &Chronicle,
+    log: &JetStreamLog,
+    report: &mut Report,
+) -> Result<()> {
+    const HOT: usize = 8;
+    let n = if args.quick { 2_000 } else { 8_000 };
+    println!("== contention: {n} commands from {IN_FLIGHT} clients on {HOT} hot aggregates");
+    let tag = &uuid::Uuid::new_v4().simple().to_string()[..8];
+    let users: Vec<String> = (0..HOT).map(|i| format!("hot-{tag}-{i}")).collect();
+    let conflicts_before = ch.metric("chronicle_command_conflicts_total").await?;
+    let next = Arc::new(AtomicUsize::new(0));
+    let started = Instant::now();
+    let answers: Vec<Result<(usize, u16, Option<String>)>> = futures::stream::iter(0..n)
+        .map(|_| {
+            let users = &users;
+            let next = next.clone();
+            async move {
+                let i = next.fetch_add(1, Ordering::Relaxed) % HOT;
+                let r = ch
+                    .post(
+                        &format!("/v1/commands/users/{}/tokens", users[i]),
+                        &json!({"role": "analyst"}),
+                    )
+                    .send()
+                    .await?;
+                let status = r.status().as_u16();
+                let body: serde_json::Value = r.json().await.unwrap_or_default();
+                Ok((i, status, body["jti"].as_str().map(str::to_owned)))
+            }
+        })
+        .buffer_unordered(IN_FLIGHT)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    let conflicts = ch.metric("chronicle_command_conflicts_total").await? - conflicts_before;
+    let mut accepted: HashMap<usize, Vec<String>> = HashMap::new();
+    let mut refused = 0usize;
+    for a in answers {
+        let (i, status, jti) = a?;
+        match (status, jti) {
+            (201, Some(jti)) => accepted.entry(i).or_default().push(jti),
+            _ => refused += 1,
+        }
+    }
+    // Every 2xx is in its stream exactly once, and nothing else is.
+    let mut lost = 0usize;
+    let mut doubled = 0usize;
+    let mut extra = 0usize;
+    for (i, user) in users.iter().enumerate() {
+        let stream = StreamId::new(chronicle_events::Domain::User, user.as_str())?;
+        let events = log.read_stream(&stream, 1).await?;
+        let mut logged: HashMap<String, usize> = HashMap::new();
+        for e in &events {
+            if let Some(jti) = e.envelope.data["jti"].as_str() {
+                *logged.entry(jti.to_owned()).or_default() += 1;
+            }
+        }
+        let answered: HashSet<&String> = accepted.get(&i).into_iter().flatten().collect();
+        for jti in &answered {
+            match logged.get(*jti) {
+                None => lost += 1,
+                Some(1) => {}
+                Some(_) => doubled += 1,
+            }
+        }
+        extra += logged.keys().filter(|j| !answered.contains(j)).count();
+    }
+    let ok = accepted.values().map(Vec::len).sum::<usize>();
+    let rate = n as f64 / elapsed.as_secs_f64();
+    report.row(
+        &format!("contention: {IN_FLIGHT} clients on {HOT} hot aggregates"),
+        format!(
+            "{} commands/s; {ok} accepted, {refused} refused; {} conflicts retried",
+            num(rate, 0),
+            num(conflicts, 0)
+        ),
+        "—".into(),
+        "no lost or doubled command",
+        met(
+            lost == 0 && doubled == 0 && extra == 0,
+            &format!("lost {lost}, doubled {doubled}, unanswered in log {extra}"),
+        ),
+    );
+    anyhow::ensure!(
+        lost == 0 && doubled == 0 && extra == 0,
+        "contention lost {lost}, doubled {doubled}, {extra} in the log without a 2xx"
+    );
+    Ok(())
+}
+
+/// A command, then a query of what it changed with `X-Chronicle-Min-Position`.
+async fn read_your_writes(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<()> {
+    let samples = if args.quick { 300 } else { 1_000 };
+    println!("== read-your-writes: {samples} × (submit a job, then read it at that position)");
+    let mut pairs = Vec::with_capacity(samples);
+    let mut waits = Vec::with_capacity(samples);
+    for i in 0..samples {
+        let t = Instant::now();
+        let r = ch.post("/v1/commands/jobs", &job_body(i)).send().await?;
+        anyhow::ensure!(r.status() == 201, "submit answered {}", r.status());
+        let body: serde_json::Value = r.json().await?;
+        let position = body["position"].as_u64().context("no position")?;
+        let stream = body["stream"].as_str().context("no stream")?;
+        let job = stream.strip_prefix("job.").unwrap_or(stream);
+        let q = Instant::now();
+        let r = ch
+            .get(&format!("/v1/queries/jobs/{job}"))
+            .header("X-Chronicle-Min-Position", position.to_string())
+            .send()
+            .await?;
+        anyhow::ensure!(r.status() == 200, "query answered {}", r.status());
+        waits.push(q.elapsed());
+        pairs.push(t.elapsed());
+    }
+    pairs.sort();
+    waits.sort();
+    let p99 = percentile_ms(&pairs, 0.99);
+    report.row(
+        "read-your-writes: command, then query with min position",
+        format!(
+            "p50 {:.2} ms, p99 {:.2} ms (the query alone: p50 {:.2} ms, p99 {:.2} ms)",
+            percentile_ms(&pairs, 0.5),
+            p99,
+            percentile_ms(&waits, 0.5),
+            percentile_ms(&waits, 0.99)
+        ),
+        "—".into(),
+        "p99 < 25 ms",
+        met(p99 < 25.0, &format!("{p99:.1} ms")),
+    );
+    Ok(())
+}
