@@ -88,6 +88,13 @@ async fn run(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<()> {
     floor.into_iter().collect::<Result<Vec<()>>>()?;
     let floor = n as f64 / t.elapsed().as_secs_f64();
     println!("HTTP floor: GET /health/live {floor:.0}/s with {IN_FLIGHT} clients");
+    report.row(
+        &format!("HTTP floor: GET /health/live (no NATS, no Postgres), {IN_FLIGHT} clients"),
+        format!("{} answers/s", num(floor, 0)),
+        "—".into(),
+        "—",
+        "the most any HTTP command could reach here".into(),
+    );
 
     println!("== ingest: {n} HTTP job submissions, {IN_FLIGHT} clients, new aggregate each");
     ingest(ch, 500).await?; // warm connections, caches and the JIT-free rest

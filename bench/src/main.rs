@@ -322,7 +322,12 @@ async fn main() -> Result<()> {
         took.as_secs_f64()
     );
     println!("== done in {:.0} s", took.as_secs_f64());
-    let md = report.markdown(&machine(&args).await, &how);
+    let analysis = args
+        .results
+        .parent()
+        .map(|dir| dir.join("ANALYSIS.md"))
+        .and_then(|path| std::fs::read_to_string(path).ok());
+    let md = report.markdown(&machine(&args).await, &how, analysis.as_deref());
     std::fs::write(&args.results, md)
         .with_context(|| format!("writing {}", args.results.display()))?;
     println!("wrote {}", args.results.display());

@@ -100,7 +100,9 @@ impl Report {
         self.notes.push(text);
     }
 
-    pub fn markdown(&self, machine: &str, how: &str) -> String {
+    /// `analysis`: hand-written Markdown appended as is (bench/ANALYSIS.md: what bounds
+    /// the goals not met, with the profiles).
+    pub fn markdown(&self, machine: &str, how: &str, analysis: Option<&str>) -> String {
         let mut md = String::new();
         let _ = writeln!(md, "# Benchmark results\n");
         let _ = writeln!(
@@ -133,6 +135,9 @@ impl Report {
             for n in &self.notes {
                 let _ = writeln!(md, "- {n}");
             }
+        }
+        if let Some(analysis) = analysis {
+            let _ = writeln!(md, "\n{}", analysis.trim_end());
         }
         md
     }
