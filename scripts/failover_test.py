@@ -1,0 +1,272 @@
+#!/usr/bin/env python3
+"""The failover test, against a cluster from `scripts/cluster up` (run by `scripts/cluster
+test`, which `scripts/test` runs).
+
+Under steady command load against both API processes it kills -9, in turn, the NATS node
+leading the log's stream, the active projector and one API process. It then checks:
+- every command answered 2xx is in the log exactly once and in the read model exactly once;
+- the standby projector took over within 5 s;
+- a token revoked through one API process was refused by the other within 1 s.
+Exits non-zero, saying why, when any of these fails.
+"""
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import threading
+import time
+import urllib.error
+import urllib.request
+
+DIR = sys.argv[1]
+
+
+def read_env(path):
+    env = {}
+    with open(path) as f:
+        for line in f:
+            line = line.strip()
+            if line.startswith("export ") and "=" in line:
+                k, v = line[len("export "):].split("=", 1)
+                env[k] = v
+    return env
+
+
+ENV = read_env(os.path.join(DIR, "env"))
+APIS = [ENV["API_1"], ENV["API_2"]]
+ADMIN = ENV["ADMIN_TOKEN"]
+PG_BIN = os.environ.get("CHRONICLE_PG_BINDIR", "/usr/lib/postgresql/15/bin")
+
+
+def fail(why):
+    print(f"FAILOVER TEST FAILED: {why}", flush=True)
+    sys.exit(1)
+
+
+def call(method, url, token, body=None, headers=None, timeout=10):
+    data = json.dumps(body).encode() if body is not None else None
+    req = urllib.request.Request(url, data=data, method=method)
+    req.add_header("Authorization", f"Bearer {token}")
+    if data is not None:
+        req.add_header("Content-Type", "application/json")
+    for k, v in (headers or {}).items():
+        req.add_header(k, v)
+    try:
+        with urllib.request.urlopen(req, timeout=timeout) as r:
+            raw = r.read()
+            return r.status, raw
+    except urllib.error.HTTPError as e:
+        return e.code, e.read()
+    except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+        return None, b""
+
+
+def sql(query):
+    out = subprocess.run(
+        [os.path.join(PG_BIN, "psql"), ENV["DATABASE_URL"], "-At", "-c", query],
+        check=True, capture_output=True, text=True,
+    )
+    return [line for line in out.stdout.splitlines() if line]
+
+
+def pid_of(name):
+    with open(os.path.join(DIR, f"{name}.pid")) as f:
+        return int(f.read().strip())
+
+
+def kill9(name):
+    pid = pid_of(name)
+    os.kill(pid, signal.SIGKILL)
+    print(f"killed -9 {name} (pid {pid})", flush=True)
+
+
+# ---- steady load: 8 clients, 4 on each API process -------------------------------------
+
+stop = threading.Event()
+dead_apis = set()
+lock = threading.Lock()
+accepted = {}  # job id -> position
+answers = {"2xx": 0, "503": 0, "other": 0, "no answer": 0}
+
+
+def client(n):
+    i = 0
+    while not stop.is_set():
+        api = APIS[n % 2]
+        if api in dead_apis:
+            api = APIS[(n + 1) % 2]
+        job = f"fo-{n}-{i}"
+        i += 1
+        status, raw = call("POST", f"{api}/v1/commands/jobs", ADMIN,
+                           {"job_id": job, "agent_id": "agent-fo", "kind": "failover"})
+        with lock:
+            if status is not None and 200 <= status < 300:
+                answers["2xx"] += 1
+                accepted[job] = json.loads(raw)["position"]
+            elif status == 503:
+                answers["503"] += 1
+            elif status is None:
+                answers["no answer"] += 1
+            else:
+                answers["other"] += 1
+                print(f"unexpected answer {status}: {raw[:200]!r}", flush=True)
+        time.sleep(0.01)
+
+
+threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(8)]
+for t in threads:
+    t.start()
+time.sleep(3)
+
+# ---- a token revoked through API 1 is refused by API 2 within 1 s ----------------------
+
+status, raw = call("POST", f"{APIS[0]}/v1/commands/users/fo-user/tokens", ADMIN, {"role": "analyst"})
+if status != 201:
+    fail(f"issuing a token answered {status}: {raw[:200]!r}")
+issued = json.loads(raw)
+token, jti = issued["token"], issued["jti"]
+status, _ = call("GET", f"{APIS[1]}/v1/queries/jobs?limit=1", token)
+if status != 200:
+    fail(f"the new token was refused by API 2: {status}")
+status, raw = call("POST", f"{APIS[0]}/v1/commands/users/fo-user/tokens/{jti}/revoke", ADMIN,
+                   {"reason": "failover test"})
+if status != 200:
+    fail(f"revoking answered {status}: {raw[:200]!r}")
+revoked_at = time.monotonic()
+while True:
+    status, _ = call("GET", f"{APIS[1]}/v1/queries/jobs?limit=1", token)
+    if status == 401:
+        refused_after = time.monotonic() - revoked_at
+        break
+    if time.monotonic() - revoked_at > 1.0:
+        fail("API 2 still accepted a token revoked through API 1 after 1 s")
+    time.sleep(0.02)
+print(f"revoked token refused by the other API process after {refused_after * 1000:.0f} ms", flush=True)
+
+# ---- kill the NATS node leading the stream ---------------------------------------------
+
+
+def stream_leader():
+    for i in (1, 2, 3):
+        try:
+            with open(os.path.join(DIR, f"n{i}.monitor")) as f:
+                port = f.read().strip()
+            url = f"http://127.0.0.1:{port}/jsz?accounts=true&streams=true"
+            with urllib.request.urlopen(url, timeout=2) as r:
+                jsz = json.load(r)
+            for account in jsz.get("account_details") or []:
+                for stream in account.get("stream_detail") or []:
+                    if stream.get("name") == "CHRONICLE":
+                        leader = (stream.get("cluster") or {}).get("leader")
+                        if leader:
+                            return leader
+        except (OSError, ValueError):
+            continue
+    return None
+
+
+leader = stream_leader()
+if leader not in ("n1", "n2", "n3"):
+    fail(f"could not find the stream's leader (got {leader!r})")
+kill9(leader)
+time.sleep(6)
+with lock:
+    before = answers["2xx"]
+time.sleep(2)
+with lock:
+    if answers["2xx"] <= before:
+        fail(f"no command succeeded in the 2 s after the new leader settled: {answers}")
+new_leader = stream_leader()
+print(f"stream leader {leader} -> {new_leader}; answers so far {answers}", flush=True)
+
+# ---- kill the active projector ---------------------------------------------------------
+
+
+def lock_holders():
+    """Client ports of the sessions holding projection locks."""
+    return sql("SELECT a.client_port FROM pg_locks l JOIN pg_stat_activity a ON a.pid = l.pid "
+               "WHERE l.locktype = 'advisory' AND l.granted")
+
+
+def process_of_port(port):
+    out = subprocess.run(["ss", "-tnpH", f"sport = :{port}"], capture_output=True, text=True).stdout
+    for name in ("project1", "project2"):
+        if f"pid={pid_of(name)}," in out:
+            return name
+    return None
+
+
+# The two processes race for each projection's lock: kill the one holding most.
+held = [process_of_port(p) for p in lock_holders()]
+held = [h for h in held if h]
+if not held:
+    fail("no projector holds a projection lock")
+active = max(set(held), key=held.count)
+standby = "project2" if active == "project1" else "project1"
+jobs_checkpoint = lambda: int(sql("SELECT position FROM read.projection_checkpoints WHERE name = 'jobs'")[0])
+kill9(active)
+killed_at = time.monotonic()
+start_checkpoint = jobs_checkpoint()
+while True:
+    ports = lock_holders()
+    names = {process_of_port(p) for p in ports}
+    if len(ports) >= 5 and names == {standby} and jobs_checkpoint() > start_checkpoint:
+        took = time.monotonic() - killed_at
+        break
+    if time.monotonic() - killed_at > 5.0:
+        fail(f"the standby projector had not taken over 5 s after the active one died "
+             f"(locks held by {names}, {len(ports)} locks)")
+    time.sleep(0.05)
+print(f"standby projector {standby} took over after {took * 1000:.0f} ms", flush=True)
+
+# ---- kill one API process --------------------------------------------------------------
+
+kill9("serve2")
+dead_apis.add(APIS[1])
+time.sleep(3)
+stop.set()
+for t in threads:
+    t.join()
+print(f"load stopped: {answers}", flush=True)
+if answers["2xx"] < 100:
+    fail(f"too few commands succeeded to mean anything: {answers}")
+if answers["other"]:
+    fail(f"answers other than 2xx or 503: {answers}")
+
+# ---- every 2xx exactly once in the log and in the read model ---------------------------
+
+last = max(accepted.values())
+status, _ = call("GET", f"{APIS[0]}/v1/queries/jobs?limit=1", ADMIN,
+                 headers={"X-Chronicle-Min-Position": str(last)}, timeout=30)
+if status != 200:
+    fail(f"the read model did not reach position {last}: {status}")
+status, raw = call("GET", f"{APIS[0]}/v1/audit/events?stream=job.*&type=JobSubmitted", ADMIN, timeout=120)
+if status != 200:
+    fail(f"reading the log answered {status}")
+in_log = {}
+for line in raw.decode().splitlines():
+    if line.strip():
+        event = json.loads(line)
+        job = event["stream"].split(".", 1)[1]
+        in_log[job] = in_log.get(job, 0) + 1
+rows = {}
+for line in sql("SELECT job_id, count(*) FROM read.job_history WHERE job_id LIKE 'fo-%' "
+                "AND event_type = 'JobSubmitted' GROUP BY job_id"):
+    job, n = line.split("|")
+    rows[job] = int(n)
+problems = []
+for job in accepted:
+    if in_log.get(job) != 1:
+        problems.append(f"{job}: {in_log.get(job, 0)} times in the log")
+    if rows.get(job) != 1:
+        problems.append(f"{job}: {rows.get(job, 0)} times in the read model")
+for job, n in in_log.items():
+    if n != 1:
+        problems.append(f"{job}: {n} JobSubmitted in the log")
+if problems:
+    fail(f"{len(problems)} problems, e.g. {problems[:5]}")
+print(f"every one of {len(accepted)} acknowledged commands is in the log and the read model "
+      f"exactly once ({len(in_log) - len(accepted)} unacknowledged ones landed too)", flush=True)
+print("failover test passed", flush=True)
