@@ -68,6 +68,10 @@ const MAX_BATCHES_IN_FLIGHT: usize = 16;
 pub const MAX_EVENTS_PER_APPEND: usize = 1000;
 /// How many times an append re-reads moved `Expected::Any` heads before giving up.
 const MAX_CONFLICT_RETRIES: usize = 32;
+/// How long a live follow may be quiet before it checks that nothing is waiting for it.
+const STALL_CHECK: Duration = Duration::from_secs(2);
+/// How long a live follow's pull requests last (its idle heartbeat is half of it).
+const FOLLOW_EXPIRES: Duration = Duration::from_secs(2);
 /// How many times an append whose outcome is unknown is sent again.
 const MAX_UNAVAILABLE_RETRIES: usize = 3;
 /// Messages per direct-get batch request.
@@ -471,7 +475,100 @@ impl JetStreamLog {
     /// Every stored message from `from_position` on whose domain is in `filters` (all
     /// when empty), in log order, as stored, then each new one as it lands: an ordered
     /// consumer, the server pushing messages without a request per batch.
+    ///
+    /// An ordered consumer has one replica: when the cluster node holding it dies, it may
+    /// go quiet for good. So after [`STALL_CHECK`] without a message the feed asks the log
+    /// whether anything it should have delivered is stored; if so it recreates the
+    /// consumer from the next position (nothing is skipped or repeated).
     pub async fn follow_raw(
+        &self,
+        from_position: u64,
+        filters: &[&str],
+    ) -> Result<futures::stream::BoxStream<'static, Result<RawEvent, LogError>>, LogError> {
+        struct Watched {
+            log: JetStreamLog,
+            filters: Vec<String>,
+            next: u64,
+            feed: Option<futures::stream::BoxStream<'static, Result<RawEvent, LogError>>>,
+        }
+        let first = self.ordered_feed(from_position, filters).await?;
+        let state = Watched {
+            log: self.clone(),
+            filters: filters.iter().map(|f| (*f).to_owned()).collect(),
+            next: from_position.max(1),
+            feed: Some(first),
+        };
+        Ok(futures::stream::unfold(state, |mut w| async move {
+            loop {
+                let Some(feed) = w.feed.as_mut() else {
+                    let filters: Vec<&str> = w.filters.iter().map(String::as_str).collect();
+                    match w.log.ordered_feed(w.next, &filters).await {
+                        Ok(feed) => {
+                            w.feed = Some(feed);
+                            continue;
+                        }
+                        Err(e) => {
+                            tokio::time::sleep(Duration::from_millis(500)).await;
+                            return Some((Err(e), w));
+                        }
+                    }
+                };
+                match tokio::time::timeout(STALL_CHECK, feed.next()).await {
+                    Ok(Some(Ok(raw))) => {
+                        w.next = raw.position + 1;
+                        return Some((Ok(raw), w));
+                    }
+                    Ok(Some(Err(e))) => {
+                        w.feed = None;
+                        return Some((Err(e), w));
+                    }
+                    Ok(None) => w.feed = None,
+                    Err(_) => {
+                        // The end first: whatever matches at or before it is stored by
+                        // the time we look, so finding nothing lets the next look start
+                        // after it.
+                        let end = w.log.last_position().await.ok();
+                        if !w.log.stored_from(w.next, &w.filters).await {
+                            if let Some(end) = end {
+                                w.next = w.next.max(end + 1);
+                            }
+                        } else {
+                            tracing::warn!(
+                                next = w.next,
+                                "the log feed went quiet with messages waiting; recreating its consumer"
+                            );
+                            w.feed = None;
+                        }
+                    }
+                }
+            }
+        })
+        .boxed())
+    }
+
+    /// Whether a message at `from` or later matches `filters` (all when empty). `false`
+    /// when the log cannot say.
+    async fn stored_from(&self, from: u64, filters: &[String]) -> bool {
+        let subjects: Vec<String> = if filters.is_empty() {
+            vec![self.subject_filter(None)]
+        } else {
+            filters
+                .iter()
+                .map(|f| self.subject_filter(Some(f)))
+                .collect()
+        };
+        for subject in subjects {
+            if let Ok((found, _)) = self.read_raw_batch(from, &subject, 1).await
+                && !found.is_empty()
+            {
+                return true;
+            }
+        }
+        false
+    }
+
+    /// One ordered consumer from `from_position`, as [`JetStreamLog::follow_raw`] uses.
+    async fn ordered_feed(
         &self,
         from_position: u64,
         filters: &[&str],
@@ -494,6 +591,10 @@ impl JetStreamLog {
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                     start_sequence: from_position.max(1),
                 },
+                // Pull requests expire after 2 s, so the idle heartbeat is 1 s: a consumer
+                // lost with a cluster node (ordered consumers have one replica) is noticed
+                // and recreated within seconds, not the client's default 15 s.
+                max_expires: FOLLOW_EXPIRES,
                 ..Default::default()
             })
             .await
