@@ -72,6 +72,10 @@ def sql(query):
     return [line for line in out.stdout.splitlines() if line]
 
 
+def jobs_checkpoint():
+    return int(sql("SELECT position FROM read.projection_checkpoints WHERE name = 'jobs'")[0])
+
+
 def pid_of(name):
     with open(os.path.join(DIR, f"{name}.pid")) as f:
         return int(f.read().strip())
@@ -208,7 +212,7 @@ if status != 201:
     fail(f"a command after the failover answered {status}")
 position = json.loads(raw)["position"]
 t = time.monotonic()
-while int(sql("SELECT position FROM read.projection_checkpoints WHERE name = 'jobs'")[0]) < position:
+while jobs_checkpoint() < position:
     if time.monotonic() - t > 10:
         fail("the active projector did not go on after the NATS node's loss")
     time.sleep(0.05)
@@ -239,7 +243,6 @@ if not held:
     fail("no projector holds a projection lock")
 active = max(set(held), key=held.count)
 standby = "project2" if active == "project1" else "project1"
-jobs_checkpoint = lambda: int(sql("SELECT position FROM read.projection_checkpoints WHERE name = 'jobs'")[0])
 kill9(active)
 killed_at = time.monotonic()
 start_checkpoint = jobs_checkpoint()

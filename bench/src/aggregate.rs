@@ -57,7 +57,8 @@ async fn job_of_length(log: &JetStreamLog, len: usize) -> Result<StreamId> {
     Ok(job)
 }
 
-fn ctx() -> Ctx {
+/// A user's command context, as the API would make it.
+pub(crate) fn ctx() -> Ctx {
     Ctx {
         command_id: Uuid::new_v4(),
         correlation_id: Uuid::new_v4(),

@@ -141,23 +141,15 @@ async fn run(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<()> {
 
     // The projector ran beside the ingest: how far behind was it when the last command
     // was answered?
-    let end = log.last_position().await?;
-    let t = Instant::now();
-    while ch.read_position().await? < end {
-        tokio::time::sleep(Duration::from_millis(5)).await;
-        anyhow::ensure!(
-            t.elapsed() < Duration::from_secs(120),
-            "the projector did not catch up"
-        );
-    }
+    let caught_up = ch.wait_for_read_models(log.last_position().await?).await?;
     report.note(format!(
         "after the last ingest round the read models reached the log's end {} ms later",
-        num(t.elapsed().as_secs_f64() * 1000.0, 0)
+        num(caught_up.as_secs_f64() * 1000.0, 0)
     ));
 
     contention(args, ch, &log, report).await?;
     read_your_writes(args, ch, report).await?;
-    crate::peer::bench(args, ch, report).await?;
+    crate::peer::bench(args, ch, log, report).await?;
     Ok(())
 }
 

@@ -212,42 +212,13 @@ fn lifecycle(i: usize, step: usize) -> JobCommand {
     }
 }
 
-/// Each of `tasks` tasks takes the next of `jobs` jobs and submits, starts and completes
-/// it, one command after the other.
-async fn peer_lifecycles(peer: &Peer, tag: &str, jobs: usize, tasks: usize) -> Result<Outcome> {
-    let next = AtomicUsize::new(0);
-    let accepted = AtomicUsize::new(0);
-    let started = Instant::now();
-    let workers = (0..tasks).map(|_| async {
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= jobs {
-                return Ok::<_, anyhow::Error>(());
-            }
-            let id = format!("{tag}-{i}");
-            for step in 0..3 {
-                peer.cqrs
-                    .execute(&id, lifecycle(i, step))
-                    .await
-                    .map_err(|e| anyhow::anyhow!("cqrs-es: {e}"))?;
-                accepted.fetch_add(1, Ordering::Relaxed);
-            }
-        }
-    });
-    futures::future::try_join_all(workers).await?;
-    Ok(Outcome {
-        rate: (3 * jobs) as f64 / started.elapsed().as_secs_f64(),
-        accepted: accepted.into_inner(),
-        ..Outcome::default()
-    })
-}
-
-async fn chronicle_lifecycles(
-    ch: &Chronicle,
-    tag: &str,
-    jobs: usize,
-    tasks: usize,
-) -> Result<Outcome> {
+/// Each of `tasks` tasks takes the next of `jobs` jobs and runs `job` on it (its submit,
+/// start and complete, one command after the other); commands/s over the whole run.
+async fn lifecycles<F, Fut>(jobs: usize, tasks: usize, job: F) -> Result<Outcome>
+where
+    F: Fn(usize) -> Fut,
+    Fut: std::future::Future<Output = Result<()>>,
+{
     let next = AtomicUsize::new(0);
     let started = Instant::now();
     let workers = (0..tasks).map(|_| async {
@@ -256,26 +227,7 @@ async fn chronicle_lifecycles(
             if i >= jobs {
                 return Ok::<_, anyhow::Error>(());
             }
-            let id = format!("{tag}-{i}");
-            let steps = [
-                (
-                    "/v1/commands/jobs".to_owned(),
-                    json!({"job_id": id, "agent_id": format!("agent-{}", i % 50), "kind": "summarise", "input": {}}),
-                ),
-                (format!("/v1/commands/jobs/{id}/start"), json!({})),
-                (
-                    format!("/v1/commands/jobs/{id}/complete"),
-                    json!({"result": {"pages": i % 40}}),
-                ),
-            ];
-            for (path, body) in steps {
-                let r = ch.post(&path, &body).send().await?;
-                anyhow::ensure!(
-                    r.status().is_success(),
-                    "{path} answered {}",
-                    r.status()
-                );
-            }
+            job(i).await?;
         }
     });
     futures::future::try_join_all(workers).await?;
@@ -284,6 +236,48 @@ async fn chronicle_lifecycles(
         accepted: 3 * jobs,
         ..Outcome::default()
     })
+}
+
+async fn peer_lifecycles(peer: &Peer, tag: &str, jobs: usize, tasks: usize) -> Result<Outcome> {
+    lifecycles(jobs, tasks, |i| async move {
+        let id = format!("{tag}-{i}");
+        for step in 0..3 {
+            peer.cqrs
+                .execute(&id, lifecycle(i, step))
+                .await
+                .map_err(|e| anyhow::anyhow!("cqrs-es: {e}"))?;
+        }
+        Ok(())
+    })
+    .await
+}
+
+async fn chronicle_lifecycles(
+    ch: &Chronicle,
+    tag: &str,
+    jobs: usize,
+    tasks: usize,
+) -> Result<Outcome> {
+    lifecycles(jobs, tasks, |i| async move {
+        let id = format!("{tag}-{i}");
+        let steps = [
+            (
+                "/v1/commands/jobs".to_owned(),
+                json!({"job_id": id, "agent_id": format!("agent-{}", i % 50), "kind": "summarise", "input": {}}),
+            ),
+            (format!("/v1/commands/jobs/{id}/start"), json!({})),
+            (
+                format!("/v1/commands/jobs/{id}/complete"),
+                json!({"result": {"pages": i % 40}}),
+            ),
+        ];
+        for (path, body) in steps {
+            let r = ch.post(&path, &body).send().await?;
+            anyhow::ensure!(r.status().is_success(), "{path} answered {}", r.status());
+        }
+        Ok(())
+    })
+    .await
 }
 
 /// The same lifecycles through Chronicle's `CommandHandler` in this process, on the log
@@ -294,54 +288,33 @@ async fn chronicle_lifecycles_in_process(
     jobs: usize,
     tasks: usize,
 ) -> Result<Outcome> {
-    use chronicle_commands::{Command, Ctx};
-    let next = AtomicUsize::new(0);
-    let started = Instant::now();
-    let workers = (0..tasks).map(|_| async {
-        loop {
-            let i = next.fetch_add(1, Ordering::Relaxed);
-            if i >= jobs {
-                return Ok::<_, anyhow::Error>(());
-            }
-            let job_id = format!("{tag}-{i}");
-            let steps = [
-                Command::SubmitJob {
-                    job_id: job_id.clone(),
-                    agent_id: format!("agent-{}", i % 50),
-                    kind: "summarise".into(),
-                    input: json!({}),
-                },
-                Command::StartJob {
-                    job_id: job_id.clone(),
-                },
-                Command::CompleteJob {
-                    job_id: job_id.clone(),
-                    result: json!({"pages": i % 40}),
-                },
-            ];
-            for command in steps {
-                let ctx = Ctx {
-                    command_id: uuid::Uuid::now_v7(),
-                    correlation_id: uuid::Uuid::now_v7(),
-                    causation_id: None,
-                    actor: chronicle_events::Actor::user("bench"),
-                    agent_id: None,
-                    if_match: None,
-                    now: chrono::Utc::now(),
-                };
-                handler
-                    .execute(&ctx, &command)
-                    .await
-                    .map_err(|e| anyhow::anyhow!("chronicle: {e:?}"))?;
-            }
+    use chronicle_commands::Command;
+    lifecycles(jobs, tasks, |i| async move {
+        let job_id = format!("{tag}-{i}");
+        let steps = [
+            Command::SubmitJob {
+                job_id: job_id.clone(),
+                agent_id: format!("agent-{}", i % 50),
+                kind: "summarise".into(),
+                input: json!({}),
+            },
+            Command::StartJob {
+                job_id: job_id.clone(),
+            },
+            Command::CompleteJob {
+                job_id,
+                result: json!({"pages": i % 40}),
+            },
+        ];
+        for command in steps {
+            handler
+                .execute(&crate::aggregate::ctx(), &command)
+                .await
+                .map_err(|e| anyhow::anyhow!("chronicle: {e:?}"))?;
         }
-    });
-    futures::future::try_join_all(workers).await?;
-    Ok(Outcome {
-        rate: (3 * jobs) as f64 / started.elapsed().as_secs_f64(),
-        accepted: 3 * jobs,
-        ..Outcome::default()
+        Ok(())
     })
+    .await
 }
 
 /// The start/fail/retry command task `t` sends at its `k`-th turn.
@@ -435,25 +408,13 @@ async fn chronicle_hot(ch: &Chronicle, id: &str, tasks: usize, per_task: usize) 
 
 /// Chronicle's read model against the log, once the projector has caught up: jobs of
 /// `tag` whose row disagrees with their stream (status, version, history rows).
-async fn chronicle_lost_updates(args: &Args, ch: &Chronicle, tag: &str) -> Result<i64> {
-    let log = chronicle_events::JetStreamLog::connect(
-        &args.nats_url,
-        chronicle_events::LogConfig {
-            stream_name: ch.stream_name.clone(),
-            subject_prefix: ch.subject_prefix.clone(),
-            ..Default::default()
-        },
-    )
-    .await?;
-    let end = chronicle_events::EventLog::last_position(&log).await?;
-    let t = Instant::now();
-    while ch.read_position().await? < end {
-        anyhow::ensure!(
-            t.elapsed().as_secs() < 120,
-            "the projector did not catch up"
-        );
-        tokio::time::sleep(std::time::Duration::from_millis(5)).await;
-    }
+async fn chronicle_lost_updates(
+    log: &chronicle_events::JetStreamLog,
+    ch: &Chronicle,
+    tag: &str,
+) -> Result<i64> {
+    ch.wait_for_read_models(chronicle_events::EventLog::last_position(log).await?)
+        .await?;
     let (db, conn) = tokio_postgres::connect(&ch.database_url, tokio_postgres::NoTls).await?;
     tokio::spawn(conn);
     let jobs = db
@@ -469,7 +430,7 @@ async fn chronicle_lost_updates(args: &Args, ch: &Chronicle, tag: &str) -> Resul
         let version: i64 = row.get(1);
         let history: i64 = row.get(2);
         let stream = chronicle_events::StreamId::new(chronicle_events::Domain::Job, id.as_str())?;
-        let head = chronicle_events::EventLog::stream_head(&log, &stream)
+        let head = chronicle_events::EventLog::stream_head(log, &stream)
             .await?
             .version;
         if version as u64 != head || history as u64 != head {
@@ -480,25 +441,20 @@ async fn chronicle_lost_updates(args: &Args, ch: &Chronicle, tag: &str) -> Resul
     Ok(lost)
 }
 
-pub async fn bench(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<()> {
+/// `log`: the log `ch` serves and projects.
+pub async fn bench(
+    args: &Args,
+    ch: &Chronicle,
+    log: chronicle_events::JetStreamLog,
+    report: &mut Report,
+) -> Result<()> {
     let url = args
         .database_url
         .as_deref()
         .context("DATABASE_URL is needed for the peer benchmark")?;
     let jobs = if args.quick { 600 } else { 3_000 };
     let hot_per_task = if args.quick { 60 } else { 250 };
-    let log = Arc::new(
-        chronicle_events::JetStreamLog::connect(
-            &args.nats_url,
-            chronicle_events::LogConfig {
-                stream_name: ch.stream_name.clone(),
-                subject_prefix: ch.subject_prefix.clone(),
-                ..Default::default()
-            },
-        )
-        .await?,
-    );
-    let handler = chronicle_commands::CommandHandler::new(log);
+    let handler = chronicle_commands::CommandHandler::new(Arc::new(log.clone()));
     let mut ratio_at_64 = Vec::new();
     for tasks in [16usize, 64] {
         println!("== peer: {jobs} jobs submitted, started and completed by {tasks} tasks");
@@ -535,7 +491,7 @@ pub async fn bench(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<(
         let lost_theirs = peer.lost_updates().await?;
         let mut lost_ours = 0;
         for tag in &last_tags {
-            lost_ours += chronicle_lost_updates(args, ch, tag).await?;
+            lost_ours += chronicle_lost_updates(&log, ch, tag).await?;
         }
         let ratio = Spread::of(lib.iter().zip(&theirs).map(|(o, t)| o / t).collect());
         let ratio_http = Spread::of(http.iter().zip(&theirs).map(|(o, t)| o / t).collect());
@@ -564,7 +520,7 @@ pub async fn bench(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<(
     let id = format!("hot-{}", &uuid::Uuid::new_v4().simple().to_string()[..8]);
     let c = chronicle_hot(ch, &id, 16, hot_per_task).await?;
     let p = peer_hot(&peer, &id, 16, hot_per_task).await?;
-    let lost_ours = chronicle_lost_updates(args, ch, &id).await?;
+    let lost_ours = chronicle_lost_updates(&log, ch, &id).await?;
     let lost_theirs = peer.lost_updates().await?;
     report.row(
         "peer: one hot job, 16 tasks",

@@ -179,6 +179,20 @@ impl Chronicle {
             .sum())
     }
 
+    /// Waits until the read models have caught up with log position `end`; how long that
+    /// took.
+    pub async fn wait_for_read_models(&self, end: u64) -> Result<Duration> {
+        let started = Instant::now();
+        while self.read_position().await? < end {
+            anyhow::ensure!(
+                started.elapsed() < Duration::from_secs(120),
+                "the projector did not reach position {end} within 120 s"
+            );
+            tokio::time::sleep(Duration::from_millis(5)).await;
+        }
+        Ok(started.elapsed())
+    }
+
     /// The read models' checkpoint as the API reports it (`X-Chronicle-Position`).
     pub async fn read_position(&self) -> Result<u64> {
         let r = self.get("/v1/queries/jobs?limit=1").send().await?;

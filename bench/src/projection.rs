@@ -20,17 +20,9 @@ use crate::report::{Report, Spread};
 
 pub(crate) const EVENTS: usize = 200_000;
 
-async fn fresh_database(url: &str) -> Result<(String, Client)> {
-    let (admin, conn) = tokio_postgres::connect(url, NoTls).await?;
-    tokio::spawn(conn);
-    let name = format!("bench_{}", Uuid::new_v4().simple());
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await?;
-    let (base, _) = url
-        .rsplit_once('/')
-        .context("DATABASE_URL has no database")?;
-    let db = format!("{base}/{name}");
+/// A fresh database with the read models migrated: its URL and a client on it.
+async fn migrated_database(url: &str) -> Result<(String, Client)> {
+    let db = crate::procs::fresh_database(url).await?;
     let (mut client, conn) = tokio_postgres::connect(&db, NoTls).await?;
     tokio::spawn(conn);
     chronicle_projections::migrate::run(&mut client).await?;
@@ -95,7 +87,7 @@ pub(crate) async fn fill(log: &JetStreamLog) -> Result<u64> {
 
 /// Events/s of the jobs projection catching up from nothing.
 async fn catch_up(log: &JetStreamLog, url: &str, end: u64) -> Result<f64> {
-    let (db, client) = fresh_database(url).await?;
+    let (db, client) = migrated_database(url).await?;
     let (stop, stopped) = tokio::sync::watch::channel(false);
     let started = Instant::now();
     let task = tokio::spawn(runtime::run(
@@ -165,7 +157,7 @@ struct HistoryColumns {
 /// Events/s of inserting the same final rows (jobs and their history) raw, 1000 rows a
 /// statement, in one transaction.
 async fn raw_insert(log: &JetStreamLog, url: &str) -> Result<f64> {
-    let (_db, mut client) = fresh_database(url).await?;
+    let (_db, mut client) = migrated_database(url).await?;
     // Read the events first: the raw side is given its rows, it does not fold them.
     let events: Vec<_> = log.read_from(1, None).await?.collect().await;
     let events: Vec<_> = events.into_iter().collect::<Result<_, _>>()?;

@@ -487,22 +487,29 @@ impl JetStreamLog {
     ) -> Result<futures::stream::BoxStream<'static, Result<RawEvent, LogError>>, LogError> {
         struct Watched {
             log: JetStreamLog,
-            filters: Vec<String>,
+            subjects: Vec<String>,
             next: u64,
             feed: Option<futures::stream::BoxStream<'static, Result<RawEvent, LogError>>>,
         }
-        let first = self.ordered_feed(from_position, filters).await?;
+        let subjects: Vec<String> = if filters.is_empty() {
+            vec![self.subject_filter(None)]
+        } else {
+            filters
+                .iter()
+                .map(|f| self.subject_filter(Some(f)))
+                .collect()
+        };
+        let first = self.ordered_feed(from_position, &subjects).await?;
         let state = Watched {
             log: self.clone(),
-            filters: filters.iter().map(|f| (*f).to_owned()).collect(),
+            subjects,
             next: from_position.max(1),
             feed: Some(first),
         };
         Ok(futures::stream::unfold(state, |mut w| async move {
             loop {
                 let Some(feed) = w.feed.as_mut() else {
-                    let filters: Vec<&str> = w.filters.iter().map(String::as_str).collect();
-                    match w.log.ordered_feed(w.next, &filters).await {
+                    match w.log.ordered_feed(w.next, &w.subjects).await {
                         Ok(feed) => {
                             w.feed = Some(feed);
                             continue;
@@ -528,7 +535,7 @@ impl JetStreamLog {
                         // the time we look, so finding nothing lets the next look start
                         // after it.
                         let end = w.log.last_position().await.ok();
-                        if !w.log.stored_from(w.next, &w.filters).await {
+                        if !w.log.stored_from(w.next, &w.subjects).await {
                             if let Some(end) = end {
                                 w.next = w.next.max(end + 1);
                             }
@@ -546,19 +553,11 @@ impl JetStreamLog {
         .boxed())
     }
 
-    /// Whether a message at `from` or later matches `filters` (all when empty). `false`
-    /// when the log cannot say.
-    async fn stored_from(&self, from: u64, filters: &[String]) -> bool {
-        let subjects: Vec<String> = if filters.is_empty() {
-            vec![self.subject_filter(None)]
-        } else {
-            filters
-                .iter()
-                .map(|f| self.subject_filter(Some(f)))
-                .collect()
-        };
+    /// Whether a message at `from` or later matches one of `subjects`. `false` when the log
+    /// cannot say.
+    async fn stored_from(&self, from: u64, subjects: &[String]) -> bool {
         for subject in subjects {
-            if let Ok((found, _)) = self.read_raw_batch(from, &subject, 1).await
+            if let Ok((found, _)) = self.read_raw_batch(from, subject, 1).await
                 && !found.is_empty()
             {
                 return true;
@@ -567,11 +566,12 @@ impl JetStreamLog {
         false
     }
 
-    /// One ordered consumer from `from_position`, as [`JetStreamLog::follow_raw`] uses.
+    /// One ordered consumer from `from_position` over `subjects`, as
+    /// [`JetStreamLog::follow_raw`] uses.
     async fn ordered_feed(
         &self,
         from_position: u64,
-        filters: &[&str],
+        subjects: &[String],
     ) -> Result<futures::stream::BoxStream<'static, Result<RawEvent, LogError>>, LogError> {
         let stream = self
             .js
@@ -580,14 +580,7 @@ impl JetStreamLog {
             .map_err(unavailable)?;
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
-                filter_subjects: if filters.is_empty() {
-                    vec![self.subject_filter(None)]
-                } else {
-                    filters
-                        .iter()
-                        .map(|f| self.subject_filter(Some(f)))
-                        .collect()
-                },
+                filter_subjects: subjects.to_vec(),
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                     start_sequence: from_position.max(1),
                 },
