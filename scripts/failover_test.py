@@ -7,7 +7,7 @@ leading the log's stream, the active projector and one API process. It then chec
 - every command answered 2xx is in the log exactly once and in the read model exactly once;
 - the standby projector took over within 5 s;
 - a token revoked through one API process was refused by the other within 1 s (and, with
-  a NATS node lost, that it is refused at all; the delay is printed).
+  a NATS node lost, within 15 s; the delay is printed).
 Exits non-zero, saying why, when any of these fails.
 """
 
@@ -200,7 +200,9 @@ while not all(accepts_commands(api) for api in APIS):
 print(f"stream leader {leader} -> {stream_leader()}: both API processes accepted commands again "
       f"{time.monotonic() - killed_at:.1f} s later; answers so far {answers}", flush=True)
 delay = revocation_delay("fo-user-2")
-if delay is None or delay > 5.0:
+# Liveness, not latency: right after a node's loss the feed's consumer must be found dead
+# and recreated while the cluster settles (0.7-6.7 s seen here).
+if delay is None or delay > 15.0:
     fail(f"with a NATS node lost, API 2 went on accepting a token revoked through API 1 ({delay})")
 print(f"with {leader} gone, a revoked token was refused by the other API process after "
       f"{delay * 1000:.0f} ms", flush=True)

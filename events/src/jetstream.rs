@@ -509,7 +509,15 @@ impl JetStreamLog {
         Ok(futures::stream::unfold(state, |mut w| async move {
             loop {
                 let Some(feed) = w.feed.as_mut() else {
-                    match w.log.ordered_feed(w.next, &w.subjects).await {
+                    // Not the request time-out (5 s): while a cluster settles, a creation
+                    // that hangs is better abandoned and tried again.
+                    let created = tokio::time::timeout(
+                        STALL_CHECK,
+                        w.log.ordered_feed(w.next, &w.subjects),
+                    )
+                    .await
+                    .unwrap_or_else(|_| Err(unavailable("creating the feed's consumer timed out")));
+                    match created {
                         Ok(feed) => {
                             w.feed = Some(feed);
                             continue;
