@@ -5,7 +5,7 @@ use std::net::SocketAddr;
 use std::path::PathBuf;
 use std::time::Duration;
 
-use chronicle_events::LogConfig;
+use chronicle_events::{Keyring, LogConfig};
 use clap::{Args, Parser, Subcommand, ValueEnum};
 
 #[derive(Debug, Parser)]
@@ -170,7 +170,64 @@ pub fn parse_hex_key(s: &str) -> Result<HexKey, String> {
     let key: [u8; 32] = bytes
         .try_into()
         .map_err(|_| "must be 64 hex characters".to_owned())?;
+    if let Some(why) = degenerate(&key) {
+        return Err(format!(
+            "is not a usable key ({why}); make one with `openssl rand -hex 32`"
+        ));
+    }
     Ok(HexKey(key))
+}
+
+/// Why a 32-byte key is too regular to be a secret, if it is: all zeros, one byte
+/// repeated, a short pattern repeated, or too few distinct bytes. Thirty-two random bytes
+/// have about 30 distinct values; fewer than 12 happens by chance with a probability far
+/// below 2^-60.
+pub fn degenerate(key: &[u8; 32]) -> Option<&'static str> {
+    let mut seen = [false; 256];
+    for b in key {
+        seen[*b as usize] = true;
+    }
+    let distinct = seen.iter().filter(|s| **s).count();
+    if distinct == 1 {
+        return Some("one byte repeated");
+    }
+    for period in [2, 4, 8, 16] {
+        if key.chunks(period).all(|c| c == &key[..period]) {
+            return Some("a short pattern repeated");
+        }
+    }
+    if distinct < 12 {
+        return Some("too few distinct bytes");
+    }
+    None
+}
+
+fn parse_hex_keys(s: &str) -> Result<RetiredKeys, String> {
+    s.split(',')
+        .map(str::trim)
+        .filter(|k| !k.is_empty())
+        .map(|k| parse_hex_key(k).map(|h| h.0))
+        .collect::<Result<Vec<_>, _>>()
+        .map(RetiredKeys)
+}
+
+/// Retired event keys (still verify, never sign).
+#[derive(Clone, Default)]
+pub struct RetiredKeys(pub Vec<[u8; 32]>);
+
+impl std::fmt::Debug for RetiredKeys {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "RetiredKeys({} <redacted>)", self.0.len())
+    }
+}
+
+fn parse_token_name(s: &str) -> Result<String, String> {
+    let ok = !s.is_empty() && s.len() <= 128 && s.bytes().all(|b| b.is_ascii_graphic());
+    if ok {
+        Ok(s.to_owned())
+    } else {
+        Err("must be 1 to 128 visible ASCII characters".into())
+    }
 }
 
 fn parse_subject_prefix(s: &str) -> Result<String, String> {
@@ -233,6 +290,21 @@ pub struct Settings {
     /// Ed25519 seed of the seal key (64 hex characters).
     #[arg(long, env = "CHRONICLE_SEAL_KEY", value_parser = parse_hex_key, hide_env_values = true, global = true)]
     pub seal_key: Option<HexKey>,
+    /// Event authentication key (64 hex characters): every event Chronicle appends is
+    /// authenticated with it, and anything on the log that it does not authenticate is
+    /// stepped over and reported.
+    #[arg(long, env = "CHRONICLE_EVENT_KEY", value_parser = parse_hex_key, hide_env_values = true, global = true)]
+    pub event_key: Option<HexKey>,
+    /// Retired event keys (comma-separated, 64 hex each): events they authenticated still
+    /// verify; nothing new is signed with them.
+    #[arg(long, env = "CHRONICLE_EVENT_KEYS_RETIRED", value_parser = parse_hex_keys, hide_env_values = true, global = true)]
+    pub event_keys_retired: Option<RetiredKeys>,
+    /// The `iss` Chronicle's tokens carry and must carry.
+    #[arg(long, env = "CHRONICLE_TOKEN_ISSUER", default_value = "chronicle", value_parser = parse_token_name, global = true)]
+    pub token_issuer: String,
+    /// The `aud` Chronicle's tokens carry and must carry.
+    #[arg(long, env = "CHRONICLE_TOKEN_AUDIENCE", default_value = "chronicle", value_parser = parse_token_name, global = true)]
+    pub token_audience: String,
     /// Seal the log once this many events are unsealed...
     #[arg(long, env = "CHRONICLE_SEAL_EVERY_EVENTS", default_value_t = 1000, value_parser = clap::value_parser!(u64).range(1..), global = true)]
     pub seal_every_events: u64,
@@ -295,14 +367,38 @@ impl Settings {
         })
     }
 
-    pub fn log_config(&self) -> LogConfig {
-        LogConfig {
+    /// The event keys, checked: set, and not the same as the other keys (each key has one
+    /// job, so that holding one gives no other power).
+    pub fn keyring(&self) -> Result<Keyring, anyhow::Error> {
+        let event = self.event_key.as_ref().ok_or(Missing {
+            name: "CHRONICLE_EVENT_KEY",
+            flag: "--event-key",
+        })?;
+        for (other, name) in [
+            (&self.signing_key, "CHRONICLE_SIGNING_KEY"),
+            (&self.seal_key, "CHRONICLE_SEAL_KEY"),
+        ] {
+            if other.as_ref() == Some(event) {
+                anyhow::bail!("CHRONICLE_EVENT_KEY must differ from {name}");
+            }
+        }
+        if let (Some(a), Some(b)) = (&self.signing_key, &self.seal_key)
+            && a == b
+        {
+            anyhow::bail!("CHRONICLE_SIGNING_KEY must differ from CHRONICLE_SEAL_KEY");
+        }
+        let retired = self.event_keys_retired.clone().unwrap_or_default();
+        Ok(Keyring::new(&event.0, &retired.0))
+    }
+
+    pub fn log_config(&self) -> Result<LogConfig, anyhow::Error> {
+        Ok(LogConfig {
             stream_name: self.stream.clone(),
             subject_prefix: self.subject_prefix.clone(),
             replicas: self.replicas as usize,
             request_timeout: Duration::from_secs(5),
-            ..LogConfig::default()
-        }
+            ..LogConfig::new(self.keyring()?)
+        })
     }
 }
 
@@ -310,15 +406,70 @@ impl Settings {
 mod tests {
     use super::*;
 
+    const GOOD: &str = "6b1f0e3c5d7a9b2c4e6f8a0b1c3d5e7f9a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d";
+
     #[test]
     fn keys_are_exactly_64_hex_characters() {
-        assert!(parse_hex_key(&"ab".repeat(32)).is_ok());
-        assert!(parse_hex_key(&"ab".repeat(31)).is_err());
+        assert!(parse_hex_key(GOOD).is_ok());
+        assert!(parse_hex_key(&GOOD[..62]).is_err());
         assert!(parse_hex_key(&"zz".repeat(32)).is_err());
         assert_eq!(
-            format!("{:?}", parse_hex_key(&"ab".repeat(32)).unwrap()),
+            format!("{:?}", parse_hex_key(GOOD).unwrap()),
             "HexKey(<redacted>)"
         );
+    }
+
+    #[test]
+    fn degenerate_keys_are_refused() {
+        for bad in [
+            "00".repeat(32),
+            "ab".repeat(32),
+            "0102".repeat(16),
+            "0123456789abcdef".repeat(4),
+            "000102030405060708090a".to_owned() + &"00".repeat(21),
+        ] {
+            let err = parse_hex_key(&bad).unwrap_err();
+            assert!(err.contains("not a usable key"), "{bad}: {err}");
+        }
+    }
+
+    #[test]
+    fn the_event_key_is_required_and_differs_from_the_others() {
+        let other = "1f2e3d4c5b6a79880f1e2d3c4b5a69780e1d2c3b4a5968770d1c2b3a49586766";
+        let cli = Cli::try_parse_from(["chronicle", "serve"]).unwrap();
+        assert!(
+            cli.settings
+                .keyring()
+                .unwrap_err()
+                .to_string()
+                .contains("CHRONICLE_EVENT_KEY")
+        );
+        let cli = Cli::try_parse_from([
+            "chronicle",
+            "--event-key",
+            GOOD,
+            "--signing-key",
+            GOOD,
+            "serve",
+        ])
+        .unwrap();
+        assert!(
+            cli.settings
+                .keyring()
+                .unwrap_err()
+                .to_string()
+                .contains("must differ")
+        );
+        let cli = Cli::try_parse_from([
+            "chronicle",
+            "--event-key",
+            GOOD,
+            "--signing-key",
+            other,
+            "serve",
+        ])
+        .unwrap();
+        assert!(cli.settings.keyring().is_ok());
     }
 
     #[test]

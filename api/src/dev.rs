@@ -272,5 +272,8 @@ pub async fn prepare(mut settings: Settings, args: &DevArgs) -> Result<DevEnviro
     if settings.seal_key.is_none() {
         settings.seal_key = Some(key_file(&dir.join("seal.key"))?);
     }
+    if settings.event_key.is_none() {
+        settings.event_key = Some(key_file(&dir.join("event.key"))?);
+    }
     Ok(DevEnvironment { settings, servers })
 }

@@ -1,10 +1,13 @@
-//! `Idempotency-Key`: the same key and body within 24 h returns the first answer and
-//! appends nothing; the same key with another body is `409 IDEMPOTENCY_KEY_REUSED`.
+//! `Idempotency-Key`: the same key on the same request (method, path and body) within 24 h
+//! returns the first answer and appends nothing; the same key on anything else — another
+//! body, or another target — is `409 IDEMPOTENCY_KEY_REUSED`. A key belongs to its caller.
 //!
 //! Records live in a JetStream key-value bucket whose entries expire after 24 h, so the
 //! write side does not depend on Postgres. A request claims its key before it runs (an
-//! atomic create), and runs under a command id derived from the key, so that even two
-//! racing requests with the same key append once (the log de-duplicates by command id).
+//! atomic create), and runs under a command id derived from the caller and the key, so
+//! that even two racing requests with the same key append once (the log de-duplicates by
+//! command id). Records hold no secret: an issued token is kept as its claims and signed
+//! again on a replay.
 
 use std::time::Duration;
 
@@ -25,12 +28,18 @@ const MAX_KEY_LEN: usize = 255;
 pub struct StoredAnswer {
     pub status: u16,
     pub etag: Option<String>,
+    /// The body, without any token.
     pub body: serde_json::Value,
+    /// The claims of a token the command issued: the token is signed from them when the
+    /// answer is sent, so that no bearer credential is ever stored.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub token: Option<crate::auth::Claims>,
 }
 
 #[derive(Debug, Clone, Serialize, Deserialize)]
 struct Record {
-    body_hash: String,
+    /// SHA-256 of the method, the path and the body the key was first used with.
+    fingerprint: String,
     claimed_at: DateTime<Utc>,
     answer: Option<StoredAnswer>,
 }
@@ -42,10 +51,24 @@ pub struct Idempotency {
 
 /// What to do with a request that carries a key.
 pub enum Claim {
-    /// Run it, under this command id, then [`Idempotency::finish`].
-    Run { command_id: Uuid, kv_key: String },
+    /// Run it (under [`Idempotency::command_id`]), then [`Idempotency::finish`].
+    Run { kv_key: String },
     /// It ran before: answer this.
     Replay(StoredAnswer),
+}
+
+fn scope(caller: &str, key: &str) -> String {
+    format!("{caller}\n{key}")
+}
+
+fn fingerprint(method: &str, path: &str, body: &[u8]) -> String {
+    let mut d = Sha256::new();
+    d.update(method.as_bytes());
+    d.update(b"\n");
+    d.update(path.as_bytes());
+    d.update(b"\n");
+    d.update(body);
+    hex::encode(d.finalize())
 }
 
 fn unavailable(e: impl std::fmt::Display) -> ApiError {
@@ -93,20 +116,25 @@ impl Idempotency {
         Ok(())
     }
 
-    /// Claims `key` for this caller and route, or finds its earlier answer.
+    /// The command id a request with `key` runs under: the same for every use of the key
+    /// by this caller, so that the log appends it once.
+    pub fn command_id(caller: &str, key: &str) -> Uuid {
+        Uuid::new_v5(&Uuid::NAMESPACE_OID, scope(caller, key).as_bytes())
+    }
+
+    /// Claims `key` for this caller and request, or finds its earlier answer.
     pub async fn claim(
         &self,
         caller: &str,
-        route: &str,
         key: &str,
+        method: &str,
+        path: &str,
         body: &[u8],
     ) -> Result<Claim, ApiError> {
-        let scope = format!("{caller}\n{route}\n{key}");
-        let kv_key = hex::encode(Sha256::digest(scope.as_bytes()));
-        let command_id = Uuid::new_v5(&Uuid::NAMESPACE_OID, scope.as_bytes());
-        let body_hash = hex::encode(Sha256::digest(body));
+        let kv_key = hex::encode(Sha256::digest(scope(caller, key).as_bytes()));
+        let fingerprint = fingerprint(method, path, body);
         let claim = Record {
-            body_hash: body_hash.clone(),
+            fingerprint: fingerprint.clone(),
             claimed_at: Utc::now(),
             answer: None,
         };
@@ -114,7 +142,7 @@ impl Idempotency {
         let deadline = tokio::time::Instant::now() + Duration::from_secs(10);
         loop {
             match self.store.create(&kv_key, encoded.clone().into()).await {
-                Ok(_) => return Ok(Claim::Run { command_id, kv_key }),
+                Ok(_) => return Ok(Claim::Run { kv_key }),
                 Err(e) if e.kind() == kv::CreateErrorKind::AlreadyExists => {}
                 Err(e) => return Err(unavailable(e)),
             }
@@ -125,10 +153,10 @@ impl Idempotency {
                 self.store.delete(&kv_key).await.map_err(unavailable)?;
                 continue;
             };
-            if record.body_hash != body_hash {
+            if record.fingerprint != fingerprint {
                 return Err(ApiError::new(
                     Code::IdempotencyKeyReused,
-                    "this Idempotency-Key was used with another body",
+                    "this Idempotency-Key was used for another request (another target or body)",
                 ));
             }
             if let Some(answer) = record.answer {
@@ -143,7 +171,7 @@ impl Idempotency {
                     .await
                     .is_ok()
                 {
-                    return Ok(Claim::Run { command_id, kv_key });
+                    return Ok(Claim::Run { kv_key });
                 }
                 continue;
             }
@@ -158,11 +186,18 @@ impl Idempotency {
     }
 
     /// Records the answer of a claimed request, or releases the key when there is none.
-    pub async fn finish(&self, kv_key: &str, body: &[u8], answer: Option<StoredAnswer>) {
+    pub async fn finish(&self, kv_key: &str, answer: Option<StoredAnswer>) {
         let result = match answer {
             Some(a) => {
+                let Ok(Some(entry)) = self.store.entry(kv_key).await else {
+                    tracing::warn!("the idempotency claim vanished before its answer");
+                    return;
+                };
+                let Ok(claimed) = serde_json::from_slice::<Record>(&entry.value) else {
+                    return;
+                };
                 let record = Record {
-                    body_hash: hex::encode(Sha256::digest(body)),
+                    fingerprint: claimed.fingerprint,
                     claimed_at: Utc::now(),
                     answer: Some(a),
                 };

@@ -28,7 +28,11 @@ fn main() -> ExitCode {
             if let Some(ContextValue::String(arg)) = e.get(ContextKind::InvalidArg)
                 && arg.contains("-key")
             {
-                eprintln!("chronicle: invalid value for '{arg}': must be 64 hex characters");
+                // The parser's own reason never contains the value.
+                let why = std::error::Error::source(&e)
+                    .map(|s| s.to_string())
+                    .unwrap_or_else(|| "must be 64 hex characters".into());
+                eprintln!("chronicle: invalid value for '{arg}': {why}");
                 return ExitCode::from(2);
             }
             // One clear line naming the setting, not clap's full usage.

@@ -84,8 +84,18 @@ pub async fn run(settings: &Settings, command: ReplayCommand) -> Result<ExitCode
             ..
         } => {
             let key = public_key(settings, key.as_deref())?;
-            let report = chronicle_replay::export::verify_file(&file, key)?;
+            // An operator holding the event keys checks every message's authentication
+            // too; an auditor without them relies on what the seals recorded.
+            let keyring = settings
+                .event_key
+                .is_some()
+                .then(|| settings.keyring())
+                .transpose()?;
+            let report = chronicle_replay::export::verify_file(&file, key, keyring)?;
             println!("{}", serde_json::to_string_pretty(&report)?);
+            for problem in &report.problems {
+                eprintln!("chronicle: {problem}");
+            }
             Ok(if report.ok {
                 ExitCode::SUCCESS
             } else {

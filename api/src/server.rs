@@ -23,7 +23,7 @@ use crate::state::AppState;
 
 /// Connects to the log alone (projectors need nothing else).
 pub async fn connect_log(settings: &Settings) -> Result<JetStreamLog> {
-    JetStreamLog::connect(settings.nats_url()?, settings.log_config())
+    JetStreamLog::connect(settings.nats_url()?, settings.log_config()?)
         .await
         .context("NATS_URL")
 }
@@ -85,7 +85,7 @@ pub async fn connect(settings: &Settings) -> Result<AppState> {
     if crate::metrics::handle().is_some() {
         crate::metrics::describe();
     }
-    let log = JetStreamLog::connect(settings.nats_url()?, settings.log_config())
+    let log = JetStreamLog::connect(settings.nats_url()?, settings.log_config()?)
         .await
         .context("NATS_URL")?;
     let db =
@@ -100,11 +100,26 @@ pub async fn connect(settings: &Settings) -> Result<AppState> {
     )
     .await
     .map_err(anyhow::Error::msg)?;
+    // Whatever this process appends takes effect here at once: a revocation, whether a
+    // command revoked directly or an approval ran an escalated one.
+    let local = revocations.clone();
+    let handler = CommandHandler::new(Arc::new(log.clone())).observe(Arc::new(
+        move |events: &[chronicle_events::PendingEvent]| {
+            let now = chrono::Utc::now();
+            for e in events {
+                local.apply_event(&e.event, now);
+            }
+        },
+    ));
     Ok(AppState {
-        handler: Arc::new(CommandHandler::new(Arc::new(log.clone()))),
+        handler: Arc::new(handler),
         log,
         db,
-        signer: Arc::new(TokenSigner::new(&key.0)),
+        signer: Arc::new(TokenSigner::new(
+            &key.0,
+            &settings.token_issuer,
+            &settings.token_audience,
+        )),
         revocations,
         idempotency,
         positions: Positions::start(settings.database_url()?.to_owned()),
@@ -133,7 +148,7 @@ pub async fn issue_token(
         correlation_id: Uuid::now_v7(),
         causation_id: None,
         actor: Actor::system("chronicle-cli"),
-        agent_id: None,
+        principal: chronicle_commands::Principal::system("chronicle-cli"),
         if_match: None,
         now: chrono::Utc::now(),
     };

@@ -49,6 +49,7 @@ fn chronicle(app: &App, args: &[&str], nats: bool) -> (i32, String, String) {
         .env("CHRONICLE_STREAM", &app.stream)
         .env("CHRONICLE_SUBJECT_PREFIX", &app.prefix)
         .env("CHRONICLE_SEAL_KEY", support::SEAL_KEY)
+        .env("CHRONICLE_EVENT_KEY", support::EVENT_KEY)
         .env_remove("DATABASE_URL");
     if !nats {
         cmd.env_remove("NATS_URL");
@@ -343,6 +344,7 @@ async fn seals_verify_and_a_forged_message_or_seal_is_found() {
         forged_at,
         "00".repeat(32),
         tip.prev_seal.clone(),
+        vec![],
     );
     app.state
         .log

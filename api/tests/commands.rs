@@ -850,7 +850,8 @@ async fn a_maturity_change_moves_what_an_agent_may_do_alone() {
             json!({"maturity": "AUTONOMOUS", "reason": "trust me"}),
         )
         .await;
-    assert_problem(&a, 403, "GOVERNANCE_DENIED");
+    // No agent changes its own maturity, whatever its maturity or the bypass.
+    assert_problem(&a, 403, "FORBIDDEN");
     let a = app
         .post(
             &maturity,

@@ -117,13 +117,19 @@ async fn dev_starts_its_servers_answers_ready_stops_them_and_reuses_their_data()
         .await
         .unwrap();
     assert_eq!(live.status(), 200);
-    for key in ["signing.key", "seal.key"] {
+    for key in ["signing.key", "seal.key", "event.key"] {
         let text = std::fs::read_to_string(dir.path().join(key)).unwrap();
         assert_eq!(text.len(), 64, "{key} holds 64 hex characters");
     }
+    let event_key: [u8; 32] =
+        hex::decode(std::fs::read_to_string(dir.path().join("event.key")).unwrap())
+            .unwrap()
+            .try_into()
+            .unwrap();
+    let config = || LogConfig::new(chronicle_events::Keyring::new(&event_key, &[]));
 
     // Something to find again after a restart.
-    let log = JetStreamLog::connect(&format!("nats://127.0.0.1:{nats}"), LogConfig::default())
+    let log = JetStreamLog::connect(&format!("nats://127.0.0.1:{nats}"), config())
         .await
         .unwrap();
     let job = StreamId::new(Domain::Job, "kept").unwrap();
@@ -158,7 +164,7 @@ async fn dev_starts_its_servers_answers_ready_stops_them_and_reuses_their_data()
     let ready = dev.wait_ready().await;
     // The first start's admin token and the test's job, then this start's admin token.
     assert_eq!(ready["components"]["nats"]["last_position"], 3);
-    let log = JetStreamLog::connect(&format!("nats://127.0.0.1:{nats}"), LogConfig::default())
+    let log = JetStreamLog::connect(&format!("nats://127.0.0.1:{nats}"), config())
         .await
         .unwrap();
     assert_eq!(log.read_stream(&job, 1).await.unwrap().len(), 1);
@@ -172,7 +178,8 @@ fn chronicle(args: &[&str], env: &[(&str, &str)]) -> (i32, String) {
         .env_remove("NATS_URL")
         .env_remove("DATABASE_URL")
         .env_remove("CHRONICLE_REPLICAS")
-        .env_remove("CHRONICLE_SIGNING_KEY");
+        .env_remove("CHRONICLE_SIGNING_KEY")
+        .env_remove("CHRONICLE_EVENT_KEY");
     for (k, v) in env {
         cmd.env(k, v);
     }
@@ -190,11 +197,35 @@ fn a_missing_or_malformed_setting_stops_start_up_with_one_line_naming_it() {
     assert!(err.contains("CHRONICLE_SIGNING_KEY"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
 
-    let key = "ab".repeat(32);
-    let (code, err) = chronicle(&["serve"], &[("CHRONICLE_SIGNING_KEY", &key)]);
+    let key = "6b1f0e3c5d7a9b2c4e6f8a0b1c3d5e7f9a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d";
+    let (code, err) = chronicle(&["serve"], &[("CHRONICLE_SIGNING_KEY", key)]);
     assert_ne!(code, 0);
     assert!(err.contains("NATS_URL"), "{err}");
     assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // Without the event key nothing that reads or writes the log starts.
+    let (code, err) = chronicle(
+        &["serve"],
+        &[
+            ("CHRONICLE_SIGNING_KEY", key),
+            ("NATS_URL", "nats://127.0.0.1:1"),
+        ],
+    );
+    assert_ne!(code, 0);
+    assert!(err.contains("CHRONICLE_EVENT_KEY"), "{err}");
+    assert_eq!(err.trim().lines().count(), 1, "{err}");
+
+    // A degenerate key (all zeros, one byte repeated...) is refused, naming the setting
+    // and not echoing it.
+    for weak in ["00".repeat(32), "ab".repeat(32)] {
+        let (code, err) = chronicle(&["serve"], &[("CHRONICLE_SIGNING_KEY", &weak)]);
+        assert_ne!(code, 0);
+        assert!(
+            err.contains("--signing-key") && err.contains("not a usable key"),
+            "{err}"
+        );
+        assert!(!err.contains(&weak), "{err}");
+    }
 
     let (code, err) = chronicle(&["serve"], &[("CHRONICLE_REPLICAS", "seven")]);
     assert_ne!(code, 0);
@@ -217,7 +248,8 @@ fn a_missing_or_malformed_setting_stops_start_up_with_one_line_naming_it() {
 async fn token_issue_prints_a_working_token_alone_on_stdout() {
     let nats = std::env::var("NATS_URL").expect("NATS_URL is not set: run scripts/test");
     let tag = Uuid::new_v4().simple().to_string();
-    let key = "cd".repeat(32);
+    let key = "6b1f0e3c5d7a9b2c4e6f8a0b1c3d5e7f9a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d";
+    let event_key = "1f2e3d4c5b6a79880f1e2d3c4b5a69780e1d2c3b4a5968770d1c2b3a49586766";
     let out = Command::new(env!("CARGO_BIN_EXE_chronicle"))
         .args([
             "token", "issue", "--user", "ops", "--role", "auditor", "--ttl", "600",
@@ -226,7 +258,8 @@ async fn token_issue_prints_a_working_token_alone_on_stdout() {
         .env("DATABASE_URL", "postgres://unused@127.0.0.1:1/x")
         .env("CHRONICLE_STREAM", format!("T{tag}"))
         .env("CHRONICLE_SUBJECT_PREFIX", format!("t{}.ev", &tag[..12]))
-        .env("CHRONICLE_SIGNING_KEY", &key)
+        .env("CHRONICLE_SIGNING_KEY", key)
+        .env("CHRONICLE_EVENT_KEY", event_key)
         .output()
         .unwrap();
     assert!(
@@ -236,7 +269,11 @@ async fn token_issue_prints_a_working_token_alone_on_stdout() {
     );
     let stdout = String::from_utf8(out.stdout).unwrap();
     assert_eq!(stdout.lines().count(), 1, "{stdout}");
-    let signer = chronicle_api::auth::TokenSigner::new(&[0xcd; 32]);
+    let signer = chronicle_api::auth::TokenSigner::new(
+        &hex::decode(key).unwrap().try_into().unwrap(),
+        "chronicle",
+        "chronicle",
+    );
     let claims = signer.verify(stdout.trim()).unwrap();
     assert_eq!(claims.sub, "ops");
     assert_eq!(claims.exp - claims.iat, 600);
@@ -246,7 +283,10 @@ async fn token_issue_prints_a_working_token_alone_on_stdout() {
         LogConfig {
             stream_name: format!("T{tag}"),
             subject_prefix: format!("t{}.ev", &tag[..12]),
-            ..LogConfig::default()
+            ..LogConfig::new(chronicle_events::Keyring::new(
+                &hex::decode(event_key).unwrap().try_into().unwrap(),
+                &[],
+            ))
         },
     )
     .await

@@ -166,7 +166,9 @@ async fn nats_restarted_under_load_loses_no_acknowledged_command() {
     let mut events = app.state.log.read_from(1, Some("job.*")).await.unwrap();
     use futures::StreamExt;
     while let Some(e) = events.next().await {
-        let e = e.unwrap();
+        let Some(e) = e.unwrap().event() else {
+            continue;
+        };
         if e.envelope.data["kind"] == kind.as_str() {
             *seen.entry(e.envelope.stream.to_string()).or_insert(0) += 1;
         }
@@ -214,6 +216,7 @@ async fn sigterm_under_load_loses_no_acknowledged_command_and_exits_0() {
         .env("CHRONICLE_STREAM", &stream)
         .env("CHRONICLE_SUBJECT_PREFIX", &prefix)
         .env("CHRONICLE_SIGNING_KEY", support::SIGNING_KEY)
+        .env("CHRONICLE_EVENT_KEY", support::EVENT_KEY)
         .env("CHRONICLE_LISTEN", format!("127.0.0.1:{port}"))
         .env("CHRONICLE_RATE_LIMIT", "100000")
         .stdout(std::process::Stdio::null())

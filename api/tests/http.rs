@@ -15,7 +15,9 @@ fn settings(database_url: &str) -> Settings {
         "--database-url",
         database_url,
         "--signing-key",
-        &"ab".repeat(32),
+        support::SIGNING_KEY,
+        "--event-key",
+        support::EVENT_KEY,
         "serve",
     ])
     .settings

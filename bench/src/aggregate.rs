@@ -64,7 +64,11 @@ pub(crate) fn ctx() -> Ctx {
         correlation_id: Uuid::new_v4(),
         causation_id: None,
         actor: Actor::user("bench"),
-        agent_id: None,
+        principal: chronicle_commands::Principal::new(
+            "bench",
+            chronicle_events::domain::user::Role::Admin,
+            vec![],
+        ),
         if_match: None,
         now: chrono::Utc::now(),
     }

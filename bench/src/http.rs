@@ -68,7 +68,7 @@ async fn run(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<()> {
         LogConfig {
             stream_name: ch.stream_name.clone(),
             subject_prefix: ch.subject_prefix.clone(),
-            ..LogConfig::default()
+            ..LogConfig::new(crate::keyring())
         },
     )
     .await?;

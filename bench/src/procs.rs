@@ -74,8 +74,9 @@ impl Chronicle {
             ("CHRONICLE_STREAM", stream_name.clone()),
             ("CHRONICLE_SUBJECT_PREFIX", subject_prefix.clone()),
             ("CHRONICLE_LISTEN", format!("127.0.0.1:{port}")),
-            ("CHRONICLE_SIGNING_KEY", "b".repeat(64)),
-            ("CHRONICLE_SEAL_KEY", "c".repeat(64)),
+            ("CHRONICLE_SIGNING_KEY", crate::SIGNING_KEY.to_owned()),
+            ("CHRONICLE_SEAL_KEY", crate::SEAL_KEY.to_owned()),
+            ("CHRONICLE_EVENT_KEY", crate::EVENT_KEY.to_owned()),
             // The bench is one client at 64 connections: no per-client limit.
             ("CHRONICLE_RATE_LIMIT", "1000000".into()),
             ("RUST_LOG", "warn".into()),

@@ -160,7 +160,12 @@ async fn raw_insert(log: &JetStreamLog, url: &str) -> Result<f64> {
     let (_db, mut client) = migrated_database(url).await?;
     // Read the events first: the raw side is given its rows, it does not fold them.
     let events: Vec<_> = log.read_from(1, None).await?.collect().await;
-    let events: Vec<_> = events.into_iter().collect::<Result<_, _>>()?;
+    let events: Vec<_> = events
+        .into_iter()
+        .collect::<Result<Vec<_>, _>>()?
+        .into_iter()
+        .filter_map(chronicle_events::Stored::event)
+        .collect();
     let started = Instant::now();
     let tx = client.transaction().await?;
     let insert_jobs = tx

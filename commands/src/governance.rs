@@ -60,6 +60,20 @@ impl Action {
         }
     }
 
+    /// Whether the emergency bypass lets an agent do this without its maturity. The bypass
+    /// covers an agent's work, never its powers: a maturity change is always held to the
+    /// maturity the agent really has.
+    pub fn bypassable(self) -> bool {
+        use Action::*;
+        match self {
+            IssueToken | RevokeToken | RevokeAllTokens | SubmitJob | StartJob | CompleteJob
+            | FailJob | CancelJob | RetryJob | RequestApproval | ApproveApproval
+            | RejectApproval | OpenAccount | CloseAccount | PostEntry | ReverseEntry
+            | SetBypass => true,
+            RegisterAgent | ChangeMaturity => false,
+        }
+    }
+
     /// The complexity of the action when an agent asks for it; `None` for what agents may
     /// never do (approve or reject approvals, issue tokens, switch the bypass).
     pub fn complexity(self) -> Option<Complexity> {
@@ -226,6 +240,8 @@ mod tests {
         for never in [ApproveApproval, RejectApproval, IssueToken, SetBypass] {
             assert_eq!(never.complexity(), None);
         }
+        assert!(!ChangeMaturity.bypassable() && !RegisterAgent.bypassable());
+        assert!(PostEntry.bypassable());
     }
 
     #[test]

@@ -30,6 +30,7 @@ use crate::command::{BYPASS_STREAM_ID, Command, not_found};
 use crate::entry::{EntryCommand, EntryDecider, mirror};
 use crate::governance::{BypassDecider, SetBypass, evaluate};
 use crate::job::{JobCommand, JobDecider};
+use crate::permissions::{Principal, may_run};
 use crate::user::{UserCommand, UserDecider};
 use crate::{Decider, Rejection, RejectionCode};
 
@@ -45,8 +46,9 @@ pub struct Ctx {
     pub correlation_id: Uuid,
     pub causation_id: Option<Uuid>,
     pub actor: Actor,
-    /// Set when the caller is an agent (a token whose role is `agent`): governance applies.
-    pub agent_id: Option<String>,
+    /// Who asks, with their role and scopes: what they may run is checked against it, and
+    /// when they are an agent governance applies.
+    pub principal: Principal,
     /// `If-Match`: the version the caller expects the aggregate at.
     pub if_match: Option<u64>,
     pub now: DateTime<Utc>,
@@ -199,10 +201,15 @@ impl Plan {
     }
 }
 
+/// Told of every event this handler appends, whatever command (or approval) appended it:
+/// how a process applies the local effects of its own writes at once (a revocation).
+pub type AppendObserver = Arc<dyn Fn(&[PendingEvent]) + Send + Sync>;
+
 /// Executes commands against an event log.
 pub struct CommandHandler {
     log: Arc<dyn EventLog>,
     cache: Mutex<lru::LruCache<StreamId, Entry>>,
+    observers: Vec<AppendObserver>,
 }
 
 impl CommandHandler {
@@ -212,7 +219,14 @@ impl CommandHandler {
             cache: Mutex::new(lru::LruCache::new(
                 NonZeroUsize::new(CACHE_CAPACITY).expect("non-zero"),
             )),
+            observers: Vec::new(),
         }
+    }
+
+    /// Calls `observer` with the events of every append this handler makes.
+    pub fn observe(mut self, observer: AppendObserver) -> Self {
+        self.observers.push(observer);
+        self
     }
 
     pub fn log(&self) -> &Arc<dyn EventLog> {
@@ -264,11 +278,11 @@ impl CommandHandler {
             head: StreamHead::EMPTY,
             state: D::initial_state(),
         });
-        let events = self.log.read_stream_after(stream, &loaded.head).await?;
-        if events.is_empty() && loaded.head != StreamHead::EMPTY {
+        let read = self.log.read_stream_after(stream, &loaded.head).await?;
+        if read.head == loaded.head && loaded.head != StreamHead::EMPTY {
             return Ok(loaded);
         }
-        for recorded in &events {
+        for recorded in &read.events {
             let event = recorded.decode().map_err(|e| LogError::Corrupt {
                 position: recorded.position,
                 message: e.to_string(),
@@ -278,8 +292,8 @@ impl CommandHandler {
                 message: format!("{} is not an event of {stream}", event.event_type()),
             })?;
             loaded.state = D::evolve(loaded.state, e);
-            loaded.head = StreamHead::of(recorded);
         }
+        loaded.head = read.head;
         self.remember::<D>(stream, &loaded);
         Ok(loaded)
     }
@@ -329,15 +343,18 @@ impl CommandHandler {
     }
 
     async fn execute_inner(&self, ctx: &Ctx, command: &Command) -> Result<Answer, HandlerError> {
-        let mut attempt = 0;
+        may_run(&ctx.principal, command).map_err(HandlerError::Forbidden)?;
+        let mut conflicts = 0;
+        let mut latest = false;
         loop {
-            match self.attempt(ctx, command, attempt > 0).await {
+            match self.attempt(ctx, command, latest).await {
                 Err(HandlerError::Log(LogError::VersionConflict {
                     stream,
                     expected,
                     actual,
                 })) => {
-                    attempt += 1;
+                    conflicts += 1;
+                    latest = true;
                     metrics::counter!("chronicle_command_conflicts_total").increment(1);
                     if ctx.if_match.is_some() && stream == command.stream()? {
                         return Err(HandlerError::VersionConflict {
@@ -346,7 +363,7 @@ impl CommandHandler {
                             actual,
                         });
                     }
-                    if attempt >= MAX_ATTEMPTS {
+                    if conflicts >= MAX_ATTEMPTS {
                         return Err(HandlerError::VersionConflict {
                             stream,
                             expected,
@@ -354,6 +371,13 @@ impl CommandHandler {
                         });
                     }
                 }
+                // An answer that says "there is nothing to do" or "no such thing" is a
+                // claim about the log, not about this process's cache: a stale cached state
+                // would revoke nothing, or not find a token another process issued. Such
+                // answers are decided again on the streams as the log has them. (An append
+                // needs no such check: its expected version is checked by the log.)
+                Err(HandlerError::Rejected(_)) if !latest => latest = true,
+                Ok(Answer::Done(ref ex)) if ex.events.is_empty() && !latest => latest = true,
                 other => return other,
             }
         }
@@ -366,10 +390,11 @@ impl CommandHandler {
         latest: bool,
     ) -> Result<Answer, HandlerError> {
         let action = command.action();
-        let Some(agent_id) = &ctx.agent_id else {
+        let Some(agent_id) = ctx.principal.agent_id().map(str::to_owned) else {
             let plan = self.plan(ctx, command, latest).await?;
             return self.commit(ctx, command, plan).await.map(Answer::Done);
         };
+        let agent_id = &agent_id;
 
         // Governance: the caller is an agent.
         let complexity = action
@@ -383,11 +408,9 @@ impl CommandHandler {
                 "the caller is not a registered agent".into(),
             ));
         };
-        let bypass_stream =
-            StreamId::new(Domain::Governance, BYPASS_STREAM_ID).expect("a valid constant id");
-        let bypass = self.load::<BypassDecider>(&bypass_stream, true).await?;
-        let (outcome, reason) =
-            evaluate(agent.maturity, complexity, bypass.state.active_at(ctx.now));
+        let (outcome, reason) = self
+            .governance(agent.maturity, action, complexity, ctx.now)
+            .await?;
         let decision = |approval_id: Option<String>| GovernanceDecisionRecorded {
             agent_id: agent_id.clone(),
             action: action.name().to_owned(),
@@ -467,6 +490,25 @@ impl CommandHandler {
         }
     }
 
+    /// Governance's outcome for an agent of `maturity` asking for `action` now. The bypass
+    /// counts only for what it may cover (an agent's work, not its powers).
+    async fn governance(
+        &self,
+        maturity: chronicle_events::domain::agent::Maturity,
+        action: crate::governance::Action,
+        complexity: chronicle_events::domain::agent::Complexity,
+        now: DateTime<Utc>,
+    ) -> Result<(Outcome, String), HandlerError> {
+        let bypass_stream =
+            StreamId::new(Domain::Governance, BYPASS_STREAM_ID).expect("a valid constant id");
+        let bypass = self.load::<BypassDecider>(&bypass_stream, true).await?;
+        Ok(evaluate(
+            maturity,
+            complexity,
+            action.bypassable() && bypass.state.active_at(now),
+        ))
+    }
+
     async fn append(&self, ctx: &Ctx, plan: &Plan) -> Result<AppendOutcome, LogError> {
         let request = AppendRequest {
             command_id: ctx.command_id,
@@ -478,6 +520,16 @@ impl CommandHandler {
             .record(started.elapsed().as_secs_f64());
         let outcome = outcome?;
         self.advance_cache(&request, &outcome);
+        if !self.observers.is_empty() {
+            let events: Vec<PendingEvent> = request
+                .writes
+                .iter()
+                .flat_map(|w| w.events.iter().cloned())
+                .collect();
+            for observe in &self.observers {
+                observe(&events);
+            }
+        }
         Ok(outcome)
     }
 
@@ -973,12 +1025,45 @@ impl CommandHandler {
                 "the escalated command cannot be read",
             )));
         };
+        // Approving never widens anyone's powers: the approver must be allowed to run the
+        // command themselves, may not be the agent, and governance must still let the
+        // agent ask for it (its maturity may have dropped since). Otherwise nothing is
+        // appended, the approval included.
+        if ctx.principal.user_id == agent_id {
+            return Err(HandlerError::Forbidden(
+                "nobody approves a command of their own".into(),
+            ));
+        }
+        may_run(&ctx.principal, &command).map_err(|why| {
+            HandlerError::Forbidden(format!("the approver may not run this command: {why}"))
+        })?;
+        let agent_principal = Principal::new(agent_id, Role::Agent, vec![]);
+        may_run(&agent_principal, &command).map_err(HandlerError::Forbidden)?;
+        let action = command.action();
+        let complexity = action
+            .complexity()
+            .ok_or_else(|| HandlerError::Forbidden(format!("agents may not {}", action.name())))?;
+        let agent_stream = StreamId::new(Domain::Agent, agent_id)
+            .map_err(|_| HandlerError::Forbidden("the agent is not registered".into()))?;
+        let Some(agent) = self.load::<AgentDecider>(&agent_stream, true).await?.state else {
+            return Err(HandlerError::Forbidden(
+                "the agent is no longer registered".into(),
+            ));
+        };
+        let (outcome, reason) = self
+            .governance(agent.maturity, action, complexity, ctx.now)
+            .await?;
+        if outcome == Outcome::Denied {
+            return Err(HandlerError::GovernanceDenied(format!(
+                "at approval time: {reason}"
+            )));
+        }
         let as_agent = Ctx {
             command_id,
             correlation_id: ctx.correlation_id,
             causation_id: Some(ctx.command_id),
             actor: Actor::agent(agent_id),
-            agent_id: None,
+            principal: agent_principal,
             if_match: None,
             now: ctx.now,
         };

@@ -14,10 +14,12 @@ pub mod entry;
 pub mod governance;
 pub mod handler;
 pub mod job;
+pub mod permissions;
 pub mod user;
 
 pub use command::Command;
 pub use handler::{Answer, CommandHandler, Ctx, EscalatedResult, Executed, HandlerError};
+pub use permissions::Principal;
 
 use chronicle_events::domain::DomainEvent;
 

@@ -10,6 +10,7 @@ use chronicle_events::domain::user::{AllTokensRevoked, Role, TokenIssued, TokenR
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
+use crate::permissions::valid_scope;
 use crate::{Decider, Rejection, RejectionCode, require_text};
 
 /// Shortest and longest token lifetimes, and the default.
@@ -61,13 +62,6 @@ pub struct UserTokens {
 
 pub struct UserDecider;
 
-fn valid_scope(s: &str) -> bool {
-    !s.is_empty()
-        && s.len() <= 64
-        && s.bytes()
-            .all(|b| b.is_ascii_alphanumeric() || matches!(b, b':' | b'.' | b'_' | b'-' | b'*'))
-}
-
 impl Decider for UserDecider {
     type Command = UserCommand;
     type Event = UserEvent;
@@ -105,8 +99,9 @@ impl Decider for UserDecider {
                     return Err(Rejection::invalid(
                         "scopes",
                         format!(
-                            "scope `{}` must be 1 to 64 characters of A-Z, a-z, 0-9, ':', '.', '_', '-', '*'",
-                            bad.chars().take(64).collect::<String>()
+                            "scope `{}` is not one of: {}",
+                            bad.chars().take(64).collect::<String>(),
+                            crate::permissions::all_scopes().join(", ")
                         ),
                     ));
                 }
@@ -138,10 +133,11 @@ impl Decider for UserDecider {
                         "no such token for this user",
                     )),
                     Some(t) if t.revoked => Ok(vec![]),
-                    Some(_) => Ok(vec![
+                    Some(t) => Ok(vec![
                         TokenRevoked {
                             jti: *jti,
                             reason: reason.clone(),
+                            expires_at: Some(t.expires_at),
                         }
                         .into(),
                     ]),
@@ -149,19 +145,19 @@ impl Decider for UserDecider {
             }
             UserCommand::RevokeAll { reason, now } => {
                 require_text("reason", reason, 2000)?;
-                let jtis: Vec<Uuid> = state
+                let active: Vec<(&Uuid, &Token)> = state
                     .tokens
                     .iter()
                     .filter(|(_, t)| t.active_at(*now))
-                    .map(|(j, _)| *j)
                     .collect();
-                if jtis.is_empty() {
+                if active.is_empty() {
                     return Ok(vec![]);
                 }
                 Ok(vec![
                     AllTokensRevoked {
-                        jtis,
+                        jtis: active.iter().map(|(j, _)| **j).collect(),
                         reason: reason.clone(),
+                        until: active.iter().map(|(_, t)| t.expires_at).max(),
                     }
                     .into(),
                 ])

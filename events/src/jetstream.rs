@@ -32,11 +32,12 @@ use serde::Deserialize;
 use serde_json::Value;
 use uuid::Uuid;
 
+use crate::auth::{AUTH_HEADER, Keyring, PREV_HEADER, PREV_IN_BATCH};
 use crate::chain::{canonical_json, compute_hash};
 use crate::envelope::{Envelope, RecordedEvent};
 use crate::log::{
-    AppendOutcome, AppendRequest, AppendedEvent, EventLog, EventStream, Expected, LogError,
-    StreamHead,
+    AppendOutcome, AppendRequest, AppendedEvent, EventLog, Expected, ForeignMessage, ForeignReason,
+    LogError, LogStream, Stored, StreamHead, StreamRead,
 };
 use crate::stream_id::StreamId;
 use crate::upcast::current_schema;
@@ -80,6 +81,9 @@ const READ_BATCH: usize = 512;
 /// Where and how the log lives.
 #[derive(Debug, Clone)]
 pub struct LogConfig {
+    /// The event keys (`CHRONICLE_EVENT_KEY`): appends are authenticated with the current
+    /// one; reads step past anything no key authenticates.
+    pub keyring: Keyring,
     /// The JetStream stream's name (`CHRONICLE_STREAM`).
     pub stream_name: String,
     /// Subjects are `<subject_prefix>.<domain>.<id>`.
@@ -92,9 +96,12 @@ pub struct LogConfig {
     pub request_timeout: Duration,
 }
 
-impl Default for LogConfig {
-    fn default() -> Self {
+impl LogConfig {
+    /// The defaults (stream `CHRONICLE`, subjects `chronicle.ev.>`, one replica) with
+    /// these event keys.
+    pub fn new(keyring: Keyring) -> Self {
         LogConfig {
+            keyring,
             stream_name: "CHRONICLE".into(),
             subject_prefix: "chronicle.ev".into(),
             replicas: 1,
@@ -102,9 +109,7 @@ impl Default for LogConfig {
             request_timeout: Duration::from_secs(5),
         }
     }
-}
 
-impl LogConfig {
     /// The stream configuration Chronicle creates.
     pub fn stream_config(&self) -> stream::Config {
         stream::Config {
@@ -207,6 +212,10 @@ pub struct RawEvent {
     pub subject: String,
     pub version_header: Option<u64>,
     pub msg_id: Option<String>,
+    /// The `Chronicle-Auth` header.
+    pub auth: Option<String>,
+    /// The `Chronicle-Prev` header.
+    pub prev: Option<String>,
     pub payload: Bytes,
 }
 
@@ -413,6 +422,8 @@ impl JetStreamLog {
             subject,
             version_header: header_u64(&headers, VERSION_HEADER),
             msg_id: headers.get(MSG_ID).map(|v| v.as_str().to_owned()),
+            auth: headers.get(AUTH_HEADER).map(|v| v.as_str().to_owned()),
+            prev: headers.get(PREV_HEADER).map(|v| v.as_str().to_owned()),
             payload: msg.payload,
         }))
     }
@@ -613,10 +624,70 @@ impl JetStreamLog {
                     msg_id: headers
                         .and_then(|h| h.get(MSG_ID))
                         .map(|v| v.as_str().to_owned()),
+                    auth: headers
+                        .and_then(|h| h.get(AUTH_HEADER))
+                        .map(|v| v.as_str().to_owned()),
+                    prev: headers
+                        .and_then(|h| h.get(PREV_HEADER))
+                        .map(|v| v.as_str().to_owned()),
                     payload: m.payload.clone(),
                 })
             })
             .boxed())
+    }
+
+    /// Where a stream stands, and its last event. One direct get, unless the last message
+    /// on its subject is not an event (someone published there): then the head is the last
+    /// event before it, at that message's position, and the stream is read whole.
+    pub async fn last_event(
+        &self,
+        stream: &StreamId,
+    ) -> Result<(StreamHead, Option<RecordedEvent>), LogError> {
+        let Some(raw) = self.last_raw(&self.subject_of(stream)).await? else {
+            return Ok((StreamHead::EMPTY, None));
+        };
+        if let Ok(e) = self.classify(&raw)
+            && self.in_place(&raw).await?
+        {
+            return Ok((StreamHead::of(&e), Some(e)));
+        }
+        let read = self.read_stream_after(stream, &StreamHead::EMPTY).await?;
+        Ok((read.head, read.events.into_iter().last()))
+    }
+
+    /// Whether an authenticated message stands where its append put it: the message its
+    /// (authenticated) `Chronicle-Prev` names is really the one before it on its subject.
+    /// A genuine message published again elsewhere fails this. Usually one direct get;
+    /// for a message inside a batch, one per earlier message of its stream in the batch.
+    async fn in_place(&self, raw: &RawEvent) -> Result<bool, LogError> {
+        let mut cur = raw.clone();
+        loop {
+            match cur.prev.as_deref() {
+                Some(PREV_IN_BATCH) => {
+                    let (before, _) = self
+                        .read_raw_batch(cur.position - 1, &cur.subject, 1)
+                        .await?;
+                    match before.into_iter().next() {
+                        Some(b)
+                            if b.position == cur.position - 1
+                                && self.authentic(&b)
+                                && b.version_header.map(|v| v + 1) == cur.version_header =>
+                        {
+                            cur = b
+                        }
+                        _ => return Ok(false),
+                    }
+                }
+                Some(at) => {
+                    let Ok(at) = at.parse::<u64>() else {
+                        return Ok(false);
+                    };
+                    let (next, _) = self.read_raw_batch(at + 1, &cur.subject, 1).await?;
+                    return Ok(next.first().map(|n| n.position) == Some(cur.position));
+                }
+                None => return Ok(false),
+            }
+        }
     }
 
     /// The last stored message of one subject.
@@ -631,8 +702,48 @@ impl JetStreamLog {
         self.raw_from_message(msg)
     }
 
+    /// Whether a stored message is authenticated by one of the event keys.
+    pub fn authentic(&self, raw: &RawEvent) -> bool {
+        self.cfg.keyring.verify(
+            &raw.subject,
+            raw.version_header,
+            raw.prev.as_deref(),
+            &raw.payload,
+            raw.auth.as_deref(),
+        )
+    }
+
+    /// One stored message as an event, or why it is not one of Chronicle's: it must be
+    /// authenticated by an event key and be a well-formed envelope of the stream its
+    /// subject names. (Whether it is in its place in its stream takes the stream's history:
+    /// [`EventLog::read_stream_after`] checks that too.)
+    pub fn classify(&self, raw: &RawEvent) -> Result<RecordedEvent, ForeignMessage> {
+        let foreign = |reason| ForeignMessage {
+            position: raw.position,
+            subject: raw.subject.clone(),
+            reason,
+        };
+        if !self.authentic(raw) {
+            return Err(foreign(ForeignReason::Unauthenticated));
+        }
+        let version = raw.version_header.unwrap_or_default();
+        self.decode_raw(raw, version).map_err(|e| {
+            foreign(ForeignReason::Malformed(match e {
+                LogError::Corrupt { message, .. } => message,
+                other => other.to_string(),
+            }))
+        })
+    }
+
+    fn stored(&self, raw: &RawEvent) -> Stored {
+        match self.classify(raw) {
+            Ok(e) => Stored::Event(e),
+            Err(f) => Stored::Foreign(f),
+        }
+    }
+
     /// Decodes a stored message, checking that it is a well-formed envelope of the stream
-    /// its subject names.
+    /// its subject names (but not who wrote it: see [`JetStreamLog::classify`]).
     pub fn decode_raw(&self, raw: &RawEvent, version: u64) -> Result<RecordedEvent, LogError> {
         let corrupt = |message: String| LogError::Corrupt {
             position: raw.position,
@@ -653,14 +764,6 @@ impl JetStreamLog {
             version,
             envelope,
         })
-    }
-
-    fn decode_with_header(&self, raw: &RawEvent) -> Result<RecordedEvent, LogError> {
-        let version = raw.version_header.ok_or_else(|| LogError::Corrupt {
-            position: raw.position,
-            message: format!("no {VERSION_HEADER} header"),
-        })?;
-        self.decode_raw(raw, version)
     }
 
     /// Builds the messages of one attempt from the streams' current heads.
@@ -706,6 +809,21 @@ impl JetStreamLog {
                 let mut headers = HeaderMap::new();
                 headers.insert(MSG_ID, format!("{}:{n}", request.command_id).as_str());
                 headers.insert(VERSION_HEADER, version.to_string().as_str());
+                // Where the previous message of the subject is: as the append expects it,
+                // or right before this one in the batch.
+                let prev_at = if i == 0 {
+                    head.position.to_string()
+                } else {
+                    PREV_IN_BATCH.to_owned()
+                };
+                headers.insert(
+                    AUTH_HEADER,
+                    self.cfg
+                        .keyring
+                        .sign(&subject, version, &prev_at, &payload)
+                        .as_str(),
+                );
+                headers.insert(PREV_HEADER, prev_at.as_str());
                 if i == 0 {
                     headers.insert(
                         EXPECTED_LAST_SUBJECT_SEQ,
@@ -835,7 +953,9 @@ impl JetStreamLog {
         }
         let mut events = Vec::with_capacity(count);
         for raw in &raws {
-            let e = self.decode_with_header(raw)?;
+            let Ok(e) = self.classify(raw) else {
+                return Ok(None);
+            };
             if e.envelope.command_id != command_id {
                 return Ok(None);
             }
@@ -870,7 +990,9 @@ impl JetStreamLog {
         let Some(first) = next.first() else {
             return Ok(None);
         };
-        let e = self.decode_with_header(first)?;
+        let Ok(e) = self.classify(first) else {
+            return Ok(None);
+        };
         if e.envelope.command_id != request.command_id {
             return Ok(None);
         }
@@ -1073,7 +1195,10 @@ impl EventLog for JetStreamLog {
         stream: &StreamId,
         from_version: u64,
     ) -> Result<Vec<RecordedEvent>, LogError> {
-        let mut events = self.read_stream_after(stream, &StreamHead::EMPTY).await?;
+        let mut events = self
+            .read_stream_after(stream, &StreamHead::EMPTY)
+            .await?
+            .events;
         events.retain(|e| e.version >= from_version);
         Ok(events)
     }
@@ -1082,30 +1207,58 @@ impl EventLog for JetStreamLog {
         &self,
         stream: &StreamId,
         head: &StreamHead,
-    ) -> Result<Vec<RecordedEvent>, LogError> {
+    ) -> Result<StreamRead, LogError> {
         let subject = self.subject_of(stream);
         let mut out = Vec::new();
+        let mut tip = head.clone();
         let mut seq = head.position + 1;
-        let mut version = head.version;
         loop {
             let (raws, more) = self.read_raw_batch(seq, &subject, READ_BATCH).await?;
             for raw in &raws {
-                version += 1;
-                out.push(self.decode_raw(raw, version)?);
+                tip.position = raw.position;
+                // An event must be authenticated and follow the one before it: the next
+                // version, linked by its prev_hash. Anything else is stepped over, so that
+                // nobody can change an aggregate's state by publishing (or re-publishing)
+                // a message on its subject.
+                let placed = self.classify(raw).and_then(|e| {
+                    if e.version != tip.version + 1 {
+                        Err(format!(
+                            "version {} after version {}",
+                            e.version, tip.version
+                        ))
+                    } else if e.envelope.prev_hash != tip.hash {
+                        Err("its prev_hash is not the previous event's hash".to_owned())
+                    } else {
+                        return Ok(e);
+                    }
+                    .map_err(|why| ForeignMessage {
+                        position: raw.position,
+                        subject: raw.subject.clone(),
+                        reason: ForeignReason::OutOfPlace(why),
+                    })
+                });
+                match placed {
+                    Ok(e) => {
+                        tip.version = e.version;
+                        tip.hash = Some(e.envelope.hash.clone());
+                        out.push(e);
+                    }
+                    Err(foreign) => foreign.record("stream"),
+                }
             }
             match raws.last() {
                 Some(last) if more => seq = last.position + 1,
                 _ => break,
             }
         }
-        Ok(out)
+        Ok(StreamRead {
+            events: out,
+            head: tip,
+        })
     }
 
     async fn stream_head(&self, stream: &StreamId) -> Result<StreamHead, LogError> {
-        match self.last_raw(&self.subject_of(stream)).await? {
-            None => Ok(StreamHead::EMPTY),
-            Some(raw) => Ok(StreamHead::of(&self.decode_with_header(&raw)?)),
-        }
+        Ok(self.last_event(stream).await?.0)
     }
 
     async fn last_position(&self) -> Result<u64, LogError> {
@@ -1122,7 +1275,7 @@ impl EventLog for JetStreamLog {
         &self,
         from_position: u64,
         filter: Option<&str>,
-    ) -> Result<EventStream, LogError> {
+    ) -> Result<LogStream, LogError> {
         let end = self.last_position().await?;
         let subject = self.subject_filter(filter);
         let log = self.clone();
@@ -1142,8 +1295,8 @@ impl EventLog for JetStreamLog {
                     Some(last) if more && last.position < end => Some(last.position + 1),
                     _ => None,
                 };
-                let events: Vec<Result<RecordedEvent, LogError>> =
-                    raws.iter().map(|r| log.decode_with_header(r)).collect();
+                let events: Vec<Result<Stored, LogError>> =
+                    raws.iter().map(|r| Ok(log.stored(r))).collect();
                 Ok::<_, LogError>(Some((futures::stream::iter(events), next)))
             }
         });
@@ -1156,12 +1309,12 @@ impl EventLog for JetStreamLog {
             .boxed())
     }
 
-    async fn follow(&self, from_position: u64, filters: &[&str]) -> Result<EventStream, LogError> {
+    async fn follow(&self, from_position: u64, filters: &[&str]) -> Result<LogStream, LogError> {
         let log = self.clone();
         Ok(self
             .follow_raw(from_position, filters)
             .await?
-            .map(move |raw| log.decode_with_header(&raw?))
+            .map(move |raw| Ok(log.stored(&raw?)))
             .boxed())
     }
 }

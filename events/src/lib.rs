@@ -8,6 +8,7 @@
 //!
 //! Nothing here but [`jetstream`] does I/O, so the model is tested with plain values.
 
+pub mod auth;
 pub mod chain;
 pub mod domain;
 pub mod envelope;
@@ -17,12 +18,13 @@ pub mod merkle;
 pub mod stream_id;
 pub mod upcast;
 
+pub use auth::Keyring;
 pub use chain::{ChainError, canonical_json, compute_hash};
 pub use domain::{DomainEvent, Event};
 pub use envelope::{Actor, ActorKind, Envelope, PendingEvent, RecordedEvent};
 pub use jetstream::{JetStreamLog, LogConfig};
 pub use log::{
-    AppendOutcome, AppendRequest, AppendedEvent, EventLog, EventStream, Expected, LogError,
-    StreamHead, StreamWrite,
+    AppendOutcome, AppendRequest, AppendedEvent, EventLog, EventStream, Expected, ForeignMessage,
+    ForeignReason, LogError, LogStream, Stored, StreamHead, StreamRead, StreamWrite, events_only,
 };
 pub use stream_id::{Domain, StreamId, StreamIdError};

@@ -8,8 +8,10 @@ use uuid::Uuid;
 use crate::envelope::{PendingEvent, RecordedEvent};
 use crate::stream_id::StreamId;
 
-/// Where a stream stands: how many events it has, the position of the last one and its
-/// hash (the next event's `prev_hash`). A stream with no events is [`StreamHead::EMPTY`].
+/// Where a stream stands: how many events it has, the position of the last message on its
+/// subject (what the next append expects, be it an event or a foreign message stepped
+/// over) and the last event's hash (the next event's `prev_hash`). A stream with no
+/// events is [`StreamHead::EMPTY`].
 #[derive(Debug, Clone, PartialEq, Eq, Default)]
 pub struct StreamHead {
     pub version: u64,
@@ -91,6 +93,84 @@ impl AppendRequest {
     }
 }
 
+/// Why a stored message is not one of Chronicle's events.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub enum ForeignReason {
+    /// No `Chronicle-Auth`, or one that no event key verifies: not written by Chronicle.
+    Unauthenticated,
+    /// Authenticated, but not an envelope of the stream its subject names.
+    Malformed(String),
+    /// Authenticated and well formed, but not the next event of its stream: a copy of an
+    /// earlier event published again.
+    OutOfPlace(String),
+}
+
+impl std::fmt::Display for ForeignReason {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        match self {
+            ForeignReason::Unauthenticated => f.write_str("not authenticated by an event key"),
+            ForeignReason::Malformed(why) => write!(f, "not an envelope: {why}"),
+            ForeignReason::OutOfPlace(why) => write!(f, "out of place: {why}"),
+        }
+    }
+}
+
+/// A stored message that is not one of Chronicle's events. Readers step past it; `verify`
+/// reports it; the sealer records it.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ForeignMessage {
+    pub position: u64,
+    pub subject: String,
+    pub reason: ForeignReason,
+}
+
+impl ForeignMessage {
+    /// Counts and logs it for `reader` (who stepped past it).
+    pub fn record(&self, reader: &'static str) {
+        metrics::counter!("chronicle_foreign_messages_total", "reader" => reader).increment(1);
+        tracing::warn!(
+            reader,
+            position = self.position,
+            subject = %self.subject,
+            reason = %self.reason,
+            "stepped past a message that is not an event"
+        );
+    }
+}
+
+/// One stored message as a reader of the whole log sees it.
+// Events are nearly every message: boxing them to shrink the rare foreign one would cost an
+// allocation per event.
+#[allow(clippy::large_enum_variant)]
+#[derive(Debug, Clone, PartialEq)]
+pub enum Stored {
+    Event(RecordedEvent),
+    Foreign(ForeignMessage),
+}
+
+impl Stored {
+    pub fn position(&self) -> u64 {
+        match self {
+            Stored::Event(e) => e.position,
+            Stored::Foreign(f) => f.position,
+        }
+    }
+
+    pub fn event(self) -> Option<RecordedEvent> {
+        match self {
+            Stored::Event(e) => Some(e),
+            Stored::Foreign(_) => None,
+        }
+    }
+}
+
+/// The events of one stream after a head, and the head after them.
+#[derive(Debug, Clone, PartialEq)]
+pub struct StreamRead {
+    pub events: Vec<RecordedEvent>,
+    pub head: StreamHead,
+}
+
 /// One appended event: where it landed.
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub struct AppendedEvent {
@@ -159,8 +239,28 @@ pub enum LogError {
     Corrupt { position: u64, message: String },
 }
 
+/// The stored messages of the log, in order: events, and foreign messages to step past.
+pub type LogStream = BoxStream<'static, Result<Stored, LogError>>;
+
 /// A stream of events read from the log.
 pub type EventStream = BoxStream<'static, Result<RecordedEvent, LogError>>;
+
+/// The events of `stream`, stepping past (and recording, as `reader`) foreign messages.
+pub fn events_only(stream: LogStream, reader: &'static str) -> EventStream {
+    use futures::StreamExt;
+    stream
+        .filter_map(move |item| {
+            futures::future::ready(match item {
+                Ok(Stored::Event(e)) => Some(Ok(e)),
+                Ok(Stored::Foreign(f)) => {
+                    f.record(reader);
+                    None
+                }
+                Err(e) => Some(Err(e)),
+            })
+        })
+        .boxed()
+}
 
 #[async_trait]
 pub trait EventLog: Send + Sync {
@@ -175,13 +275,15 @@ pub trait EventLog: Send + Sync {
         from_version: u64,
     ) -> Result<Vec<RecordedEvent>, LogError>;
 
-    /// The events of one stream after `head` (a head read earlier), in order: how a cached
-    /// state catches up without reading the stream again from its start.
+    /// The events of one stream after `head` (a head read earlier), in order, and the head
+    /// after them: how a cached state catches up without reading the stream again from its
+    /// start. Foreign messages on the stream's subject are stepped over (the head's
+    /// position moves past them, its version and hash do not).
     async fn read_stream_after(
         &self,
         stream: &StreamId,
         head: &StreamHead,
-    ) -> Result<Vec<RecordedEvent>, LogError>;
+    ) -> Result<StreamRead, LogError>;
 
     /// Where a stream stands, without reading its events.
     async fn stream_head(&self, stream: &StreamId) -> Result<StreamHead, LogError>;
@@ -190,14 +292,14 @@ pub trait EventLog: Send + Sync {
     async fn last_position(&self) -> Result<u64, LogError>;
 
     /// The log from `from_position` up to its end as of the call, optionally only the
-    /// events of streams matching `filter` (`job.*`, `job.42`, `*.*`).
+    /// messages of streams matching `filter` (`job.*`, `job.42`, `*.*`).
     async fn read_from(
         &self,
         from_position: u64,
         filter: Option<&str>,
-    ) -> Result<EventStream, LogError>;
+    ) -> Result<LogStream, LogError>;
 
     /// The log from `from_position` on, live: the stream never ends by itself. `filters`
     /// are stream filters as for [`EventLog::read_from`]; none means every stream.
-    async fn follow(&self, from_position: u64, filters: &[&str]) -> Result<EventStream, LogError>;
+    async fn follow(&self, from_position: u64, filters: &[&str]) -> Result<LogStream, LogError>;
 }

@@ -56,11 +56,23 @@ pub fn merkle_root(leaves: &[Hash]) -> Hash {
     }
 }
 
-/// The bytes a seal's signature covers.
-pub fn seal_message(from: u64, to: u64, root_hex: &str, prev_seal: Option<&str>) -> Vec<u8> {
+/// The bytes a seal's signature covers. A seal that recorded unauthenticated positions
+/// signs them too (`chronicle-seal/2`); one that found none signs what seals always did.
+pub fn seal_message(
+    from: u64,
+    to: u64,
+    root_hex: &str,
+    prev_seal: Option<&str>,
+    unauthenticated: &[u64],
+) -> Vec<u8> {
+    let prev = prev_seal.unwrap_or("");
+    if unauthenticated.is_empty() {
+        return format!("chronicle-seal/1\n{from}\n{to}\n{root_hex}\n{prev}").into_bytes();
+    }
+    let listed: Vec<String> = unauthenticated.iter().map(u64::to_string).collect();
     format!(
-        "chronicle-seal/1\n{from}\n{to}\n{root_hex}\n{}",
-        prev_seal.unwrap_or("")
+        "chronicle-seal/2\n{from}\n{to}\n{root_hex}\n{prev}\n{}",
+        listed.join(",")
     )
     .into_bytes()
 }

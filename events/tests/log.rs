@@ -422,15 +422,21 @@ async fn an_old_schema_is_upcast_when_read() {
         "prev_hash": null,
     });
     v1["hash"] = json!(chronicle_events::compute_hash(&v1));
+    let payload = chronicle_events::canonical_json(&v1);
+    let subject = user.subject(&log.config().subject_prefix);
     let mut headers = async_nats::HeaderMap::new();
     headers.insert(VERSION_HEADER, "1");
+    // Written by Chronicle, so authenticated by its event key.
+    headers.insert(chronicle_events::auth::PREV_HEADER, "0");
+    headers.insert(
+        chronicle_events::auth::AUTH_HEADER,
+        common::test_keyring()
+            .sign(&subject, 1, "0", &payload)
+            .as_str(),
+    );
     let ack = log
         .jetstream()
-        .publish_with_headers(
-            user.subject(&log.config().subject_prefix),
-            headers,
-            Bytes::from(chronicle_events::canonical_json(&v1)),
-        )
+        .publish_with_headers(subject, headers, Bytes::from(payload))
         .await
         .unwrap()
         .await
@@ -476,7 +482,7 @@ async fn reads_the_whole_log_from_a_position_with_a_filter_and_follows_it_live()
         .read_from(1, None)
         .await
         .unwrap()
-        .map(|e| e.unwrap().position)
+        .map(|e| e.unwrap().position())
         .collect()
         .await;
     assert_eq!(all, vec![1, 2, 3, 4, 5, 6]);
@@ -484,7 +490,7 @@ async fn reads_the_whole_log_from_a_position_with_a_filter_and_follows_it_live()
         .read_from(3, Some("job.*"))
         .await
         .unwrap()
-        .map(|e| e.unwrap().position)
+        .map(|e| e.unwrap().position())
         .collect()
         .await;
     assert_eq!(from_three_jobs, vec![3, 4, 5]);
@@ -492,14 +498,14 @@ async fn reads_the_whole_log_from_a_position_with_a_filter_and_follows_it_live()
         .read_from(1, Some(&agent.to_string()))
         .await
         .unwrap()
-        .map(|e| e.unwrap().envelope.stream)
+        .map(|e| e.unwrap().event().unwrap().envelope.stream)
         .collect()
         .await;
     assert_eq!(one, vec![agent.clone()]);
 
     let mut live = log.follow(5, &[]).await.unwrap();
-    assert_eq!(live.next().await.unwrap().unwrap().position, 5);
-    assert_eq!(live.next().await.unwrap().unwrap().position, 6);
+    assert_eq!(live.next().await.unwrap().unwrap().position(), 5);
+    assert_eq!(live.next().await.unwrap().unwrap().position(), 6);
     let late = job_stream();
     log.append(AppendRequest::single(
         Uuid::new_v4(),
@@ -513,6 +519,8 @@ async fn reads_the_whole_log_from_a_position_with_a_filter_and_follows_it_live()
         .await
         .expect("a live follower sees a new event")
         .unwrap()
+        .unwrap()
+        .event()
         .unwrap();
     assert_eq!((next.position, next.envelope.stream), (7, late));
 }
@@ -587,4 +595,140 @@ async fn many_concurrent_multi_event_appends_all_land() {
         t.await.unwrap().unwrap();
     }
     assert_eq!(log.last_position().await.unwrap(), 480);
+}
+
+/// Publishes `payload` on `stream`'s subject as anyone with publishing rights could:
+/// with a version header and whatever `Chronicle-Auth` they have (none, or one copied).
+async fn publish_raw(
+    log: &JetStreamLog,
+    stream: &StreamId,
+    version: u64,
+    auth: Option<(&str, &str)>,
+    payload: Vec<u8>,
+) -> u64 {
+    let mut headers = async_nats::HeaderMap::new();
+    headers.insert(VERSION_HEADER, version.to_string().as_str());
+    if let Some((auth, prev)) = auth {
+        headers.insert(chronicle_events::auth::AUTH_HEADER, auth);
+        headers.insert(chronicle_events::auth::PREV_HEADER, prev);
+    }
+    log.jetstream()
+        .publish_with_headers(
+            stream.subject(&log.config().subject_prefix),
+            headers,
+            Bytes::from(payload),
+        )
+        .await
+        .unwrap()
+        .await
+        .unwrap()
+        .sequence
+}
+
+#[tokio::test]
+async fn messages_chronicle_did_not_write_are_stepped_over_by_every_reader() {
+    let log = common::isolated_log().await;
+    let job = job_stream();
+    let first = log
+        .append(AppendRequest::single(
+            Uuid::new_v4(),
+            job.clone(),
+            Expected::NO_STREAM,
+            vec![submitted(&job)],
+        ))
+        .await
+        .unwrap();
+    let genuine = log.read_stream(&job, 1).await.unwrap().remove(0);
+
+    // Junk; a well-formed forgery with a correct chain and version but no key; and a
+    // genuine message published again (its authentication copied along).
+    let junk = publish_raw(&log, &job, 2, None, b"not an event".to_vec()).await;
+    let mut forged = serde_json::to_value(&genuine.envelope).unwrap();
+    forged["type"] = json!("JobStarted");
+    forged["data"] = json!({});
+    forged["prev_hash"] = json!(genuine.envelope.hash);
+    forged["id"] = json!(Uuid::now_v7());
+    forged.as_object_mut().unwrap().remove("hash");
+    forged["hash"] = json!(chronicle_events::compute_hash(&forged));
+    let forged_at = publish_raw(
+        &log,
+        &job,
+        2,
+        Some((
+            &format!(
+                "{}:{}",
+                common::test_keyring().current_id(),
+                "ab".repeat(32)
+            ),
+            "1",
+        )),
+        chronicle_events::canonical_json(&forged),
+    )
+    .await;
+    let subject = job.subject(&log.config().subject_prefix);
+    let (raws, _) = log.read_raw_batch(1, &subject, 10).await.unwrap();
+    let copied_at = publish_raw(
+        &log,
+        &job,
+        1,
+        Some((
+            raws[0].auth.as_deref().unwrap(),
+            raws[0].prev.as_deref().unwrap(),
+        )),
+        raws[0].payload.to_vec(),
+    )
+    .await;
+    assert!(
+        log.authentic(&raws[0]),
+        "Chronicle's own message is authenticated"
+    );
+
+    // Reading the stream: one event, its head past the foreign messages.
+    let read = log
+        .read_stream_after(&job, &StreamHead::EMPTY)
+        .await
+        .unwrap();
+    assert_eq!(read.events.len(), 1);
+    assert_eq!(read.head.version, 1);
+    assert_eq!(read.head.position, copied_at);
+    assert_eq!(
+        read.head.hash.as_deref(),
+        Some(genuine.envelope.hash.as_str())
+    );
+    assert_eq!(log.stream_head(&job).await.unwrap(), read.head);
+
+    // The whole log: the foreign messages are told apart, in place.
+    let all: Vec<_> = log
+        .read_from(1, None)
+        .await
+        .unwrap()
+        .map(|s| s.unwrap())
+        .collect()
+        .await;
+    let foreign: Vec<u64> = all
+        .iter()
+        .filter(|s| matches!(s, chronicle_events::Stored::Foreign(_)))
+        .map(|s| s.position())
+        .collect();
+    // The copy is authenticated: only reading its stream shows it out of place.
+    assert_eq!(foreign, vec![junk, forged_at]);
+
+    // An append goes on from the last event, at the last message's position.
+    let started = log
+        .append(AppendRequest::single(
+            Uuid::new_v4(),
+            job.clone(),
+            Expected::Head(read.head.clone()),
+            vec![pending(JobStarted {})],
+        ))
+        .await
+        .unwrap();
+    assert_eq!(started.events[0].version, 2);
+    let events = log.read_stream(&job, 1).await.unwrap();
+    assert_eq!(events.len(), 2);
+    assert_eq!(
+        events[1].envelope.prev_hash.as_deref(),
+        Some(genuine.envelope.hash.as_str())
+    );
+    assert_eq!(first.events[0].position, 1);
 }

@@ -16,7 +16,7 @@ use std::collections::HashMap;
 use std::sync::Arc;
 use std::time::Duration;
 
-use chronicle_events::{EventLog, LogError, RecordedEvent};
+use chronicle_events::{EventLog, RecordedEvent, Stored};
 use futures::StreamExt;
 use tokio::sync::watch;
 use tokio_postgres::types::ToSql;
@@ -212,54 +212,35 @@ async fn active(
             let Some(first) = first else {
                 return Err("the log feed ended".into());
             };
-            // A message that is not an event stops the projection at its position; what
-            // came before it in the batch is applied first.
-            let mut corrupt: Option<Poison> = None;
+            // A message that is not one of Chronicle's events (junk, or a forgery no event
+            // key authenticates) is stepped past and recorded: it moves the checkpoint
+            // and nothing else. Nobody stops a projection by publishing one.
             let mut batch = Vec::new();
-            match first {
-                Ok(e) => batch.push(e),
-                Err(LogError::Corrupt { position, message }) => {
-                    corrupt = Some(Poison {
-                        position,
-                        error: message,
-                    })
+            let mut through = 0;
+            let mut take = |item: Stored, batch: &mut Vec<RecordedEvent>| {
+                through = item.position();
+                match item {
+                    Stored::Event(e) => batch.push(e),
+                    Stored::Foreign(f) => f.record("projection"),
                 }
-                Err(e) => return Err(e.to_string()),
-            }
+            };
+            take(first.map_err(|e| e.to_string())?, &mut batch);
             let deadline = tokio::time::Instant::now() + cfg.batch_wait;
-            while corrupt.is_none() && batch.len() < cfg.batch_size {
+            while batch.len() < cfg.batch_size {
                 match tokio::time::timeout_at(deadline, feed.next()).await {
-                    Ok(Some(Ok(e))) => batch.push(e),
-                    Ok(Some(Err(LogError::Corrupt { position, message }))) => {
-                        corrupt = Some(Poison {
-                            position,
-                            error: message,
-                        })
-                    }
-                    Ok(Some(Err(e))) => return Err(e.to_string()),
+                    Ok(Some(item)) => take(item.map_err(|e| e.to_string())?, &mut batch),
                     Ok(None) | Err(_) => break,
                 }
             }
-            if batch.is_empty() {
-                if let Some(poison) = corrupt {
-                    record_failure(client, name, &poison).await.map_err(err)?;
-                    tracing::error!(projection = name, position = poison.position, error = %poison.error, "projection stopped on a message that is not an event");
-                }
-                return Err(format!("{name} stopped"));
-            }
-            match apply_batch(client, projection, &batch, &mut statements).await {
-                Ok(()) => {
-                    if let Some(poison) = corrupt {
-                        record_failure(client, name, &poison).await.map_err(err)?;
-                        tracing::error!(projection = name, position = poison.position, error = %poison.error, "projection stopped on a message that is not an event");
-                        return Err(format!("{name} stopped"));
-                    }
-                }
+            match apply_batch(client, projection, &batch, through, &mut statements).await {
+                Ok(()) => {}
                 Err(BatchError::Connection(e)) => return Err(e.to_string()),
                 Err(BatchError::Refused) => {
                     // Find the event at fault: apply one by one, each committed.
                     for one in batch.chunks(1) {
-                        match apply_batch(client, projection, one, &mut statements).await {
+                        match apply_batch(client, projection, one, one[0].position, &mut statements)
+                            .await
+                        {
                             Ok(()) => {}
                             Err(BatchError::Connection(e)) => return Err(e.to_string()),
                             Err(BatchError::Refused) => {
@@ -364,15 +345,15 @@ async fn checkpoint_of(
         .map(|r| (r.get::<_, i64>(0) as u64, r.get::<_, String>(1)))
 }
 
-/// Applies `batch` and moves the checkpoint past it, in one transaction, then announces
-/// the new checkpoint.
+/// Applies `batch` and moves the checkpoint to `last` (at or past its last event), in one
+/// transaction, then announces the new checkpoint.
 async fn apply_batch(
     client: &Client,
     projection: &dyn Projection,
     batch: &[RecordedEvent],
+    last: u64,
     statements: &mut HashMap<&'static str, Statement>,
 ) -> Result<(), BatchError> {
-    let last = batch.last().map(|e| e.position).unwrap_or(0);
     let stmts = statements_for(projection, batch).map_err(|_| BatchError::Refused)?;
     let classify = |e: tokio_postgres::Error| {
         if e.as_db_error().is_some() {

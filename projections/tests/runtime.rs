@@ -22,6 +22,16 @@ use uuid::Uuid;
 mod support;
 use support::fresh_database;
 
+/// The event keys of these tests.
+fn test_keyring() -> chronicle_events::Keyring {
+    chronicle_events::Keyring::new(&TEST_EVENT_KEY, &[])
+}
+
+const TEST_EVENT_KEY: [u8; 32] = [
+    0x3c, 0x91, 0x5e, 0x07, 0xa2, 0x6d, 0xf4, 0x18, 0xb9, 0x42, 0xce, 0x75, 0x1a, 0x83, 0xe0, 0x5b,
+    0x96, 0x2f, 0xd1, 0x4c, 0x68, 0xb3, 0x0e, 0xfa, 0x27, 0x9d, 0x54, 0xc6, 0x11, 0x8a, 0xe3, 0x70,
+];
+
 async fn isolated_log() -> JetStreamLog {
     let url = std::env::var("NATS_URL").expect("NATS_URL is not set: run scripts/test");
     let tag = Uuid::new_v4().simple().to_string();
@@ -30,7 +40,7 @@ async fn isolated_log() -> JetStreamLog {
         LogConfig {
             stream_name: format!("P{tag}"),
             subject_prefix: format!("p{}.ev", &tag[..12]),
-            ..LogConfig::default()
+            ..LogConfig::new(test_keyring())
         },
     )
     .await
@@ -245,23 +255,27 @@ async fn a_poison_event_stops_its_projection_only_and_says_where() {
     let (db_url, db) = fresh_database().await;
     let before = fill(&log, 3).await;
 
-    // A second JobSubmitted for job-1, published straight onto its subject: the jobs
-    // read model cannot take it (the job exists).
+    // A second JobSubmitted for job-1, as a buggy writer holding the event key would
+    // append it: the jobs read model cannot take it (the job exists).
     let job = StreamId::new(Domain::Job, "job-1").unwrap();
     let existing = log.read_stream(&job, 1).await.unwrap();
     let mut forged = serde_json::to_value(&existing[0].envelope).unwrap();
     forged["id"] = serde_json::json!(Uuid::now_v7());
     forged["prev_hash"] = serde_json::json!(existing[2].envelope.hash);
     forged["hash"] = serde_json::json!(chronicle_events::compute_hash(&forged));
+    let payload = chronicle_events::canonical_json(&forged);
+    let subject = job.subject(&log.config().subject_prefix);
     let mut headers = async_nats::HeaderMap::new();
+    let prev = existing[2].position.to_string();
     headers.insert(VERSION_HEADER, "4");
+    headers.insert(chronicle_events::auth::PREV_HEADER, prev.as_str());
+    headers.insert(
+        chronicle_events::auth::AUTH_HEADER,
+        test_keyring().sign(&subject, 4, &prev, &payload).as_str(),
+    );
     let poison = log
         .jetstream()
-        .publish_with_headers(
-            job.subject(&log.config().subject_prefix),
-            headers,
-            Bytes::from(chronicle_events::canonical_json(&forged)),
-        )
+        .publish_with_headers(subject, headers, Bytes::from(payload))
         .await
         .unwrap()
         .await
@@ -326,4 +340,37 @@ async fn a_poison_event_stops_its_projection_only_and_says_where() {
     assert_eq!(count(&db, "SELECT count(*) FROM read.tokens").await, 1);
     jobs_task.abort();
     tokens_task.abort();
+}
+
+#[tokio::test]
+async fn messages_chronicle_did_not_write_are_stepped_past_and_the_projection_goes_on() {
+    let log = isolated_log().await;
+    let (db_url, db) = fresh_database().await;
+    fill(&log, 2).await;
+    // Junk, and the same poison as above but without the event key: not Chronicle's, so
+    // no reason to stop.
+    let job = StreamId::new(Domain::Job, "job-1").unwrap();
+    let existing = log.read_stream(&job, 1).await.unwrap();
+    let mut forged = serde_json::to_value(&existing[0].envelope).unwrap();
+    forged["id"] = serde_json::json!(Uuid::now_v7());
+    forged["prev_hash"] = serde_json::json!(existing[2].envelope.hash);
+    forged["hash"] = serde_json::json!(chronicle_events::compute_hash(&forged));
+    let subject = job.subject(&log.config().subject_prefix);
+    for payload in [b"junk".to_vec(), chronicle_events::canonical_json(&forged)] {
+        let mut headers = async_nats::HeaderMap::new();
+        headers.insert(VERSION_HEADER, "4");
+        log.jetstream()
+            .publish_with_headers(subject.clone(), headers, Bytes::from(payload))
+            .await
+            .unwrap()
+            .await
+            .unwrap();
+    }
+    let end = fill_more(&log, 2, 2).await;
+    let (task, _stop) = spawn(&log, &db_url, Arc::new(Jobs), 100);
+    wait_for_checkpoint(&db, "jobs", end, Duration::from_secs(10)).await;
+    let (_, state) = checkpoint(&db, "jobs").await;
+    assert_eq!(state, "running");
+    assert_eq!(count(&db, "SELECT count(*) FROM read.jobs").await, 4);
+    task.abort();
 }

@@ -18,6 +18,8 @@ use serde::{Deserialize, Serialize};
 use serde_json::{Value, json};
 use sha2::{Digest, Sha256};
 
+use chronicle_events::Keyring;
+
 use crate::seal::PublicSealKey;
 use crate::sealer::seal_tip;
 use crate::verify::{Verifier, VerifyReport};
@@ -120,6 +122,8 @@ fn record_line(r: &RawEvent) -> Value {
         "position": r.position,
         "subject": r.subject,
         "version": r.version_header,
+        "auth": r.auth,
+        "prev": r.prev,
     });
     match serde_json::from_slice::<Value>(&r.payload) {
         Ok(v) => line["payload"] = v,
@@ -159,9 +163,40 @@ pub struct FileReport {
     pub ok: bool,
 }
 
-/// Verifies an export with `key` (or, without one, the key its manifest names: weaker,
-/// since whoever wrote the file chose it).
-pub fn verify_file(path: &Path, key: Option<PublicSealKey>) -> Result<FileReport, ExportError> {
+/// The positions the seals in an export recorded as unauthenticated.
+fn recorded_unauthenticated(path: &Path) -> Result<Vec<u64>, ExportError> {
+    let reader = BufReader::new(std::fs::File::open(path)?);
+    let mut out = Vec::new();
+    for line in reader.split(b'\n') {
+        let Ok(v) = serde_json::from_slice::<Value>(&line?) else {
+            continue;
+        };
+        if v["payload"]["type"] == "SealRecorded"
+            && let Some(list) = v["payload"]["data"]["unauthenticated"].as_array()
+        {
+            out.extend(list.iter().filter_map(Value::as_u64));
+        }
+    }
+    Ok(out)
+}
+
+/// Verifies an export. `key` is the public seal key the auditor obtained independently;
+/// without it the seals are checked against the key the manifest names, which proves
+/// nothing (whoever rewrote the file wrote that key too), and the report says so and is
+/// not ok. With `keyring` (an operator holding the event keys) every message's
+/// authentication is checked; without, the positions the seals recorded as
+/// unauthenticated are reported.
+pub fn verify_file(
+    path: &Path,
+    key: Option<PublicSealKey>,
+    keyring: Option<Keyring>,
+) -> Result<FileReport, ExportError> {
+    let recorded = if keyring.is_none() {
+        recorded_unauthenticated(path)?
+    } else {
+        vec![]
+    };
+    let trusted_key = key.is_some();
     let file = std::fs::File::open(path)?;
     let reader = BufReader::new(file);
     let mut hasher = Sha256::new();
@@ -204,7 +239,10 @@ pub fn verify_file(path: &Path, key: Option<PublicSealKey>) -> Result<FileReport
                     None => None,
                 },
             };
-            verifier = Some(Verifier::new(&m.subject_prefix, m.from_position, key));
+            verifier = Some(
+                Verifier::new(&m.subject_prefix, m.from_position, key, keyring.clone())
+                    .with_recorded_unauthenticated(recorded.iter().copied()),
+            );
             manifest = Some(m);
             continue;
         }
@@ -230,6 +268,8 @@ pub fn verify_file(path: &Path, key: Option<PublicSealKey>) -> Result<FileReport
             subject: v["subject"].as_str().unwrap_or_default().to_owned(),
             version_header: v["version"].as_u64(),
             msg_id: None,
+            auth: v["auth"].as_str().map(str::to_owned),
+            prev: v["prev"].as_str().map(str::to_owned),
             payload,
         });
         messages += 1;
@@ -255,6 +295,14 @@ pub fn verify_file(path: &Path, key: Option<PublicSealKey>) -> Result<FileReport
     let report = verifier.map(Verifier::finish).unwrap_or_default();
     if report.seals.sealed_to == 0 && messages > 0 {
         problems.push("no seal covers this export".into());
+    }
+    if !trusted_key {
+        problems.push(
+            "the seals were checked only against the public key written in the file, which \
+             whoever rewrote the file would write too: give the key you obtained \
+             independently (--public-key)"
+                .into(),
+        );
     }
     let ok = report.ok && problems.is_empty();
     Ok(FileReport {

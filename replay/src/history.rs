@@ -79,7 +79,10 @@ impl HistoryFilter {
 pub async fn history(log: &JetStreamLog, filter: HistoryFilter) -> Result<EventStream, LogError> {
     let from = filter.from_position.unwrap_or(1);
     let to = filter.to_position.unwrap_or(u64::MAX);
-    let events = log.read_from(from, filter.stream.as_deref()).await?;
+    let events = chronicle_events::events_only(
+        log.read_from(from, filter.stream.as_deref()).await?,
+        "history",
+    );
     Ok(events
         .take_while(move |e| {
             let go_on = e.as_ref().map_or(true, |e| e.position <= to);

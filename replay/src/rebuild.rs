@@ -91,11 +91,19 @@ async fn apply_range(
     let mut cache = HashMap::new();
     let mut batch = Vec::with_capacity(1000);
     let mut applied = 0;
-    while let Some(e) = events.next().await {
-        let e = e?;
-        if e.position > to {
+    while let Some(item) = events.next().await {
+        let item = item?;
+        if item.position() > to {
             break;
         }
+        // Foreign messages are stepped past, as the live projector does.
+        let e = match item {
+            chronicle_events::Stored::Event(e) => e,
+            chronicle_events::Stored::Foreign(f) => {
+                f.record("rebuild");
+                continue;
+            }
+        };
         batch.push(e);
         if batch.len() == 1000 {
             apply(client, projection, &batch, &mut cache).await?;

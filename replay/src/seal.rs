@@ -22,23 +22,30 @@ impl SealKey {
         PublicSealKey(self.0.verifying_key())
     }
 
-    /// A signed seal over positions `from..=to` with Merkle root `root_hex`.
+    /// A signed seal over positions `from..=to` with Merkle root `root_hex`, recording the
+    /// positions in it that no event key authenticates.
     pub fn seal(
         &self,
         from: u64,
         to: u64,
         root_hex: String,
         prev_seal: Option<String>,
+        unauthenticated: Vec<u64>,
     ) -> SealRecorded {
-        let signature = self
-            .0
-            .sign(&seal_message(from, to, &root_hex, prev_seal.as_deref()));
+        let signature = self.0.sign(&seal_message(
+            from,
+            to,
+            &root_hex,
+            prev_seal.as_deref(),
+            &unauthenticated,
+        ));
         SealRecorded {
             from_position: from,
             to_position: to,
             root: root_hex,
             prev_seal,
             signature: hex::encode(signature.to_bytes()),
+            unauthenticated,
         }
     }
 }
@@ -75,6 +82,7 @@ impl PublicSealKey {
             seal.to_position,
             &seal.root,
             seal.prev_seal.as_deref(),
+            &seal.unauthenticated,
         );
         self.0
             .verify_strict(&message, &Signature::from_bytes(&sig))
@@ -89,7 +97,7 @@ mod tests {
     #[test]
     fn a_seal_verifies_with_its_key_only_and_only_unchanged() {
         let key = SealKey::from_seed(&[3; 32]);
-        let seal = key.seal(1, 10, "ab".repeat(32), None);
+        let seal = key.seal(1, 10, "ab".repeat(32), None, vec![]);
         assert!(key.public().verifies(&seal));
         let other = SealKey::from_seed(&[4; 32]);
         assert!(!other.public().verifies(&seal));
@@ -98,5 +106,11 @@ mod tests {
         assert!(!key.public().verifies(&changed));
         let round = PublicSealKey::from_hex(&key.public_hex()).unwrap();
         assert!(round.verifies(&seal));
+        // The positions a seal records as unauthenticated are signed with it.
+        let recorded = key.seal(1, 10, "ab".repeat(32), None, vec![4, 7]);
+        assert!(key.public().verifies(&recorded));
+        let mut hidden = recorded.clone();
+        hidden.unauthenticated = vec![4];
+        assert!(!key.public().verifies(&hidden));
     }
 }

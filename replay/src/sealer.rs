@@ -40,29 +40,19 @@ pub struct SealTip {
 }
 
 pub async fn seal_tip(log: &JetStreamLog) -> Result<SealTip, LogError> {
-    let stream = seal_stream();
-    let head = log.stream_head(&stream).await?;
-    if head.version == 0 {
+    let (head, last) = log.last_event(&seal_stream()).await?;
+    let Some(last) = last else {
         return Ok(SealTip {
             head,
             sealed_to: 0,
             prev_seal: None,
         });
-    }
-    let last = log
-        .read_raw_batch(
-            head.position,
-            &stream.subject(&log.config().subject_prefix),
-            1,
-        )
-        .await?
-        .0;
-    let recorded = log.decode_raw(&last[0], head.version)?;
-    let sealed_to = match recorded.decode() {
+    };
+    let sealed_to = match last.decode() {
         Ok(Event::Seal(SealEvent::SealRecorded(s))) => s.to_position,
         _ => {
             return Err(LogError::Corrupt {
-                position: head.position,
+                position: last.position,
                 message: "the last seal does not decode".into(),
             });
         }
@@ -74,15 +64,35 @@ pub async fn seal_tip(log: &JetStreamLog) -> Result<SealTip, LogError> {
     })
 }
 
-/// Leaves of positions `from..=to`, in order.
-pub async fn leaves(log: &JetStreamLog, from: u64, to: u64) -> Result<Vec<Hash>, LogError> {
+/// What a seal covers: the leaves of positions `from..=to`, in order, and the positions
+/// among them whose message no event key authenticates.
+pub struct Covered {
+    pub leaves: Vec<Hash>,
+    pub unauthenticated: Vec<u64>,
+}
+
+/// Leaves of positions `from..=to`, in order, with the unauthenticated positions.
+pub async fn leaves(log: &JetStreamLog, from: u64, to: u64) -> Result<Covered, LogError> {
     let filter = log.subject_filter(None);
-    let mut out = Vec::with_capacity((to + 1 - from) as usize);
+    let mut out = Covered {
+        leaves: Vec::with_capacity((to + 1 - from) as usize),
+        unauthenticated: Vec::new(),
+    };
     let mut seq = from;
     while seq <= to {
         let (raws, more) = log.read_raw_batch(seq, &filter, 1000).await?;
         for r in raws.iter().filter(|r| r.position <= to) {
-            out.push(leaf_of_payload(&r.payload));
+            out.leaves.push(leaf_of_payload(&r.payload));
+            if !log.authentic(r) {
+                tracing::warn!(
+                    position = r.position,
+                    subject = %r.subject,
+                    "sealing a message no event key authenticates; the seal records it"
+                );
+                metrics::counter!("chronicle_foreign_messages_total", "reader" => "sealer")
+                    .increment(1);
+                out.unauthenticated.push(r.position);
+            }
         }
         match raws.last() {
             Some(last) if more && last.position < to => seq = last.position + 1,
@@ -101,8 +111,15 @@ pub async fn seal_now(log: &JetStreamLog, key: &SealKey) -> Result<Option<u64>, 
         return Ok(None);
     }
     let from = tip.sealed_to + 1;
-    let root = hex::encode(merkle_root(&leaves(log, from, end).await?));
-    let seal = key.seal(from, end, root, tip.prev_seal.clone());
+    let covered = leaves(log, from, end).await?;
+    let root = hex::encode(merkle_root(&covered.leaves));
+    let seal = key.seal(
+        from,
+        end,
+        root,
+        tip.prev_seal.clone(),
+        covered.unauthenticated,
+    );
     let request = AppendRequest::single(
         Uuid::now_v7(),
         seal_stream(),

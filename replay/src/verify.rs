@@ -1,20 +1,23 @@
-//! Verifying the log: every stored message must be a well-formed envelope of the stream
-//! its subject names, its `hash` must be the hash of its content, its `prev_hash` the hash
-//! of its stream's previous event, its version header the count of its stream so far, and
-//! positions must follow each other without gaps. Anything appended straight onto a
-//! subject, bypassing Chronicle, breaks at least one of these.
+//! Verifying the log: every stored message must be authenticated by an event key (see
+//! `chronicle_events::auth`), be a well-formed envelope of the stream its subject names,
+//! its `hash` must be the hash of its content, its `prev_hash` the hash of its stream's
+//! previous event, its version header the count of its stream so far, and positions must
+//! follow each other without gaps. Anything appended straight onto a subject, bypassing
+//! Chronicle, breaks at least one of these — the first, whoever computed the hashes. A
+//! message that is not authenticated is not an event: the chain of its stream goes on from
+//! the last event before it.
 //!
 //! [`Verifier`] is a pure fold over stored messages in log order, so it checks a live log
 //! ([`verify_log`]) and an exported file alike.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 
 use chronicle_events::chain::{ChainError, compute_hash};
 use chronicle_events::domain::seal::SealRecorded;
 use chronicle_events::domain::{Event, SealEvent};
 use chronicle_events::jetstream::RawEvent;
 use chronicle_events::merkle::{Hash, leaf_of_parsed, merkle_root};
-use chronicle_events::{JetStreamLog, LogError, StreamId};
+use chronicle_events::{JetStreamLog, Keyring, LogError, StreamId};
 use serde::Serialize;
 
 use crate::seal::PublicSealKey;
@@ -22,6 +25,8 @@ use crate::seal::PublicSealKey;
 #[derive(Debug, Clone, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "snake_case")]
 pub enum BreakKind {
+    /// No event key authenticates the message: Chronicle did not write it.
+    Unauthenticated,
     /// The payload is not an envelope, or not one of the stream its subject names.
     Undecodable,
     /// `hash` is not the hash of the event's content: the event was changed.
@@ -60,6 +65,16 @@ pub struct SealReport {
     pub signatures_checked: bool,
 }
 
+/// Whether messages were checked against the event keys.
+#[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
+pub struct AuthReport {
+    /// `true` when the verifier held the event keys (the live log, or an operator's offline
+    /// check); offline without them, only what the seals recorded is known.
+    pub checked: bool,
+    /// Messages found (or, unchecked, recorded by seals) not to be authenticated.
+    pub unauthenticated: u64,
+}
+
 #[derive(Debug, Clone, PartialEq, Eq, Default, Serialize)]
 pub struct VerifyReport {
     pub checked: u64,
@@ -69,6 +84,7 @@ pub struct VerifyReport {
     pub broken_chains: Vec<Break>,
     pub gaps: Vec<Gap>,
     pub seals: SealReport,
+    pub authentication: AuthReport,
 }
 
 #[derive(Debug, Clone)]
@@ -81,6 +97,8 @@ struct StreamTip {
 /// many messages at once (in parallel), then folded in log order by [`Verifier::fold`].
 pub struct Examined {
     leaf: Hash,
+    /// Whether an event key authenticates it (`None`: no keys to check with).
+    authentic: Option<bool>,
     body: Result<Body, Unreadable>,
 }
 
@@ -98,9 +116,19 @@ enum Unreadable {
     WrongStream(String),
 }
 
-/// Parses, hashes and decodes one stored message: everything [`Verifier::fold`] needs
-/// that does not depend on other messages. The payload is parsed once.
-pub fn examine(subject_prefix: &str, raw: &RawEvent) -> Examined {
+/// Parses, hashes, authenticates and decodes one stored message: everything
+/// [`Verifier::fold`] needs that does not depend on other messages. The payload is parsed
+/// once.
+pub fn examine(subject_prefix: &str, keyring: Option<&Keyring>, raw: &RawEvent) -> Examined {
+    let authentic = keyring.map(|k| {
+        k.verify(
+            &raw.subject,
+            raw.version_header,
+            raw.prev.as_deref(),
+            &raw.payload,
+            raw.auth.as_deref(),
+        )
+    });
     let value = match serde_json::from_slice::<serde_json::Value>(&raw.payload) {
         Ok(v @ serde_json::Value::Object(_)) => Some(v),
         _ => None,
@@ -109,6 +137,7 @@ pub fn examine(subject_prefix: &str, raw: &RawEvent) -> Examined {
     let Some(value) = value else {
         return Examined {
             leaf,
+            authentic,
             body: Err(Unreadable::NotAnEnvelope(
                 "the payload is not a JSON object".into(),
             )),
@@ -120,6 +149,7 @@ pub fn examine(subject_prefix: &str, raw: &RawEvent) -> Examined {
         Err(e) => {
             return Examined {
                 leaf,
+                authentic,
                 body: Err(Unreadable::NotAnEnvelope(format!("not an envelope: {e}"))),
             };
         }
@@ -129,6 +159,7 @@ pub fn examine(subject_prefix: &str, raw: &RawEvent) -> Examined {
         _ => {
             return Examined {
                 leaf,
+                authentic,
                 body: Err(Unreadable::WrongStream(format!(
                     "the envelope names stream {}",
                     envelope.stream
@@ -143,6 +174,7 @@ pub fn examine(subject_prefix: &str, raw: &RawEvent) -> Examined {
     };
     Examined {
         leaf,
+        authentic,
         body: Ok(Body {
             envelope,
             computed_hash,
@@ -161,6 +193,12 @@ pub struct Verifier {
     report: VerifyReport,
     next_position: Option<u64>,
     key: Option<PublicSealKey>,
+    keyring: Option<Keyring>,
+    /// Offline without event keys: the positions seals recorded as unauthenticated.
+    recorded_unauthenticated: BTreeSet<u64>,
+    /// Unauthenticated positions found since the last seal (with event keys), to compare
+    /// with what the next seal recorded.
+    found_unauthenticated: BTreeSet<u64>,
     seal_subject: String,
     /// Leaves of the positions after the last seal seen.
     /// (Positions only grow, so a sorted Vec.)
@@ -171,8 +209,13 @@ pub struct Verifier {
 
 impl Verifier {
     /// A verifier for messages from `from_position` on; with `key`, seal signatures are
-    /// checked too.
-    pub fn new(subject_prefix: &str, from_position: u64, key: Option<PublicSealKey>) -> Self {
+    /// checked too, and with `keyring` every message's authentication.
+    pub fn new(
+        subject_prefix: &str,
+        from_position: u64,
+        key: Option<PublicSealKey>,
+        keyring: Option<Keyring>,
+    ) -> Self {
         Verifier {
             subject_prefix: subject_prefix.to_owned(),
             from_start: from_position <= 1,
@@ -183,14 +226,31 @@ impl Verifier {
                     signatures_checked: key.is_some(),
                     ..SealReport::default()
                 },
+                authentication: AuthReport {
+                    checked: keyring.is_some(),
+                    unauthenticated: 0,
+                },
                 ..VerifyReport::default()
             },
             next_position: Some(from_position.max(1)),
             key,
+            keyring,
+            recorded_unauthenticated: BTreeSet::new(),
+            found_unauthenticated: BTreeSet::new(),
             seal_subject: crate::sealer::seal_stream().subject(subject_prefix),
             leaves: Vec::new(),
             last_seal: None,
         }
+    }
+
+    /// Offline without event keys: the positions the seals of the file recorded as
+    /// unauthenticated (read from the file before it is folded).
+    pub fn with_recorded_unauthenticated(
+        mut self,
+        positions: impl IntoIterator<Item = u64>,
+    ) -> Self {
+        self.recorded_unauthenticated.extend(positions);
+        self
     }
 
     fn check_seal(
@@ -239,6 +299,30 @@ impl Verifier {
         {
             problems.push("the signature is not the seal key's".into());
         }
+        if self.keyring.is_some() {
+            // The seal must record exactly the unauthenticated positions it covers: a
+            // sealer never vouches for a message Chronicle did not write.
+            let seen_from = self.report.first_position.unwrap_or(1);
+            let found: Vec<u64> = self
+                .found_unauthenticated
+                .range(seal.from_position..=seal.to_position)
+                .copied()
+                .collect();
+            let recorded: Vec<u64> = seal
+                .unauthenticated
+                .iter()
+                .copied()
+                .filter(|p| *p >= seen_from)
+                .collect();
+            if found != recorded {
+                problems.push(format!(
+                    "it records {recorded:?} as unauthenticated, but {found:?} are"
+                ));
+            }
+            self.found_unauthenticated = self
+                .found_unauthenticated
+                .split_off(&(seal.to_position + 1));
+        }
         if !problems.is_empty() {
             self.report.seals.ok = false;
             self.flag(raw, BreakKind::BadSeal, problems.join("; "));
@@ -261,7 +345,7 @@ impl Verifier {
 
     /// Checks the next message (in log order).
     pub fn check(&mut self, raw: &RawEvent) {
-        let examined = examine(&self.subject_prefix, raw);
+        let examined = examine(&self.subject_prefix, self.keyring.as_ref(), raw);
         self.fold(raw, examined);
     }
 
@@ -279,7 +363,28 @@ impl Verifier {
             });
         }
         self.next_position = Some(raw.position + 1);
-        let Examined { leaf, body } = examined;
+        let Examined {
+            leaf,
+            authentic,
+            body,
+        } = examined;
+        let unauthenticated = match authentic {
+            Some(ok) => !ok,
+            None => self.recorded_unauthenticated.contains(&raw.position),
+        };
+        if unauthenticated {
+            // Not an event: reported, covered by seals like any message, and its stream's
+            // chain goes on from the event before it.
+            self.leaves.push((raw.position, leaf));
+            self.found_unauthenticated.insert(raw.position);
+            self.report.authentication.unauthenticated += 1;
+            let detail = if authentic.is_some() {
+                "no event key authenticates it: Chronicle did not write it"
+            } else {
+                "a seal recorded it as not authenticated by an event key"
+            };
+            return self.flag(raw, BreakKind::Unauthenticated, detail);
+        }
         let body = match body {
             Ok(body) => body,
             Err(Unreadable::NotAnEnvelope(detail)) => {
@@ -323,15 +428,20 @@ impl Verifier {
             (None, true) => Some(1),
             (None, false) => raw.version_header,
         };
+        let mut out_of_place = false;
         match link {
             Ok(()) => {}
             Err(e @ ChainError::HashMismatch { .. }) => {
                 self.flag(raw, BreakKind::HashMismatch, e.to_string())
             }
-            Err(e) => self.flag(raw, BreakKind::BrokenLink, e.to_string()),
+            Err(e) => {
+                out_of_place = true;
+                self.flag(raw, BreakKind::BrokenLink, e.to_string())
+            }
         }
 
         if version.is_some() && raw.version_header != version {
+            out_of_place = true;
             self.flag(
                 raw,
                 BreakKind::WrongVersion,
@@ -341,6 +451,13 @@ impl Verifier {
                     version.unwrap_or(0)
                 ),
             );
+        }
+        self.leaves.push((raw.position, leaf));
+        if out_of_place {
+            // Not the next event of its stream (a copy published again, or an event
+            // inserted): its stream's chain goes on from the event before it, as every
+            // reader of the stream does.
+            return;
         }
         let tip = StreamTip {
             version: version.unwrap_or(0),
@@ -352,7 +469,6 @@ impl Verifier {
                 self.tips.insert(raw.subject.clone(), tip);
             }
         }
-        self.leaves.push((raw.position, leaf));
     }
 
     pub fn finish(mut self) -> VerifyReport {
@@ -384,7 +500,8 @@ pub async fn verify_log(
         None => log.last_position().await?,
     };
     let prefix = log.config().subject_prefix.clone();
-    let mut verifier = Verifier::new(&prefix, from_position, key);
+    let keyring = log.config().keyring.clone();
+    let mut verifier = Verifier::new(&prefix, from_position, key, Some(keyring.clone()));
     let end = end.min(log.last_position().await?);
     let (batches, mut incoming) = tokio::sync::mpsc::channel::<Result<Vec<RawEvent>, LogError>>(4);
     let reader = {
@@ -436,8 +553,12 @@ pub async fn verify_log(
         })
     };
     let examine_all = |raws: Vec<RawEvent>, prefix: String| {
+        let keyring = keyring.clone();
         tokio::task::spawn_blocking(move || {
-            let examined: Vec<Examined> = raws.par_iter().map(|r| examine(&prefix, r)).collect();
+            let examined: Vec<Examined> = raws
+                .par_iter()
+                .map(|r| examine(&prefix, Some(&keyring), r))
+                .collect();
             (raws, examined)
         })
     };
@@ -478,13 +599,15 @@ mod tests {
             subject: "chronicle.ev.job.1".into(),
             version_header: None,
             msg_id: None,
+            auth: None,
+            prev: None,
             payload: payload.into(),
         }
     }
 
     #[test]
     fn missing_positions_are_gaps() {
-        let mut v = Verifier::new("chronicle.ev", 1, None);
+        let mut v = Verifier::new("chronicle.ev", 1, None, None);
         for p in [1, 2, 5, 6, 9] {
             v.check(&raw(p, b"{}"));
         }
@@ -514,7 +637,7 @@ mod tests {
 
     #[test]
     fn a_range_that_starts_later_has_no_gap_before_it() {
-        let mut v = Verifier::new("chronicle.ev", 7, None);
+        let mut v = Verifier::new("chronicle.ev", 7, None, None);
         v.check(&raw(7, b"{}"));
         assert!(v.finish().gaps.is_empty());
     }

@@ -2,14 +2,25 @@
 //! onto a job's subject, bypassing Chronicle, is found and located.
 
 use bytes::Bytes;
-use chronicle_events::domain::job::{JobStarted, JobSubmitted};
+use chronicle_events::domain::job::{JobCompleted, JobStarted, JobSubmitted};
 use chronicle_events::jetstream::VERSION_HEADER;
 use chronicle_events::{
     Actor, AppendRequest, Domain, EventLog, Expected, JetStreamLog, LogConfig, PendingEvent,
     StreamId,
 };
+use chronicle_replay::seal::SealKey;
 use chronicle_replay::{BreakKind, verify_log};
 use uuid::Uuid;
+
+/// The event keys of these tests.
+fn test_keyring() -> chronicle_events::Keyring {
+    chronicle_events::Keyring::new(&TEST_EVENT_KEY, &[])
+}
+
+const TEST_EVENT_KEY: [u8; 32] = [
+    0x3c, 0x91, 0x5e, 0x07, 0xa2, 0x6d, 0xf4, 0x18, 0xb9, 0x42, 0xce, 0x75, 0x1a, 0x83, 0xe0, 0x5b,
+    0x96, 0x2f, 0xd1, 0x4c, 0x68, 0xb3, 0x0e, 0xfa, 0x27, 0x9d, 0x54, 0xc6, 0x11, 0x8a, 0xe3, 0x70,
+];
 
 async fn isolated_log() -> JetStreamLog {
     let url = std::env::var("NATS_URL").expect("NATS_URL is not set: run scripts/test");
@@ -19,7 +30,7 @@ async fn isolated_log() -> JetStreamLog {
         LogConfig {
             stream_name: format!("V{tag}"),
             subject_prefix: format!("v{tag}.ev"),
-            ..LogConfig::default()
+            ..LogConfig::new(test_keyring())
         },
     )
     .await
@@ -82,50 +93,152 @@ async fn a_message_published_straight_to_a_subject_is_found() {
     let target = &jobs[1];
     let subject = target.subject(&log.config().subject_prefix);
     let events = log.read_stream(target, 1).await.unwrap();
+    let js = log.jetstream().clone();
+    let publish = |version: u64, auth: Option<(String, String)>, payload: Vec<u8>| {
+        let (js, subject) = (js.clone(), subject.clone());
+        async move {
+            let mut headers = async_nats::HeaderMap::new();
+            headers.insert(VERSION_HEADER, version.to_string().as_str());
+            if let Some((a, p)) = auth {
+                headers.insert(chronicle_events::auth::AUTH_HEADER, a.as_str());
+                headers.insert(chronicle_events::auth::PREV_HEADER, p.as_str());
+            }
+            js.publish_with_headers(subject, headers, Bytes::from(payload))
+                .await
+                .unwrap()
+                .await
+                .unwrap()
+                .sequence
+        }
+    };
 
-    // A forger copies the last event, marks the job completed and even recomputes the
-    // hash, but over a made-up previous hash: the link does not hold.
+    // A forger who can publish and compute SHA-256: the next event of the job, with the
+    // right prev_hash, a correct hash and the next version header. Only the event key,
+    // which the forger does not have, tells it apart.
     let mut forged = serde_json::to_value(&events[1].envelope).unwrap();
+    forged["id"] = Uuid::now_v7().to_string().into();
     forged["type"] = "JobCompleted".into();
     forged["data"] = serde_json::json!({"result": "paid"});
-    forged["prev_hash"] = "00".repeat(32).into();
+    forged["prev_hash"] = events[1].envelope.hash.clone().into();
+    forged.as_object_mut().unwrap().remove("hash");
     forged["hash"] = chronicle_events::compute_hash(&forged).into();
-    let mut headers = async_nats::HeaderMap::new();
-    headers.insert(VERSION_HEADER, "3");
-    let client = log.client().clone();
-    let js = async_nats::jetstream::new(client.clone());
-    let ack = js
-        .publish_with_headers(
-            subject.clone(),
-            headers,
-            Bytes::from(chronicle_events::canonical_json(&forged)),
-        )
-        .await
-        .unwrap()
-        .await
-        .unwrap();
-    // And a message that is not an event at all.
-    let junk = js
-        .publish(subject.clone(), Bytes::from_static(b"not json"))
-        .await
-        .unwrap()
-        .await
-        .unwrap();
+    let forged_at = publish(3, None, chronicle_events::canonical_json(&forged)).await;
+    // A message that is not an event at all.
+    let junk = publish(3, None, b"not json".to_vec()).await;
+    // A genuine event published again, its authentication copied along.
+    let (raws, _) = log.read_raw_batch(1, &subject, 10).await.unwrap();
+    let copied = publish(
+        1,
+        raws[0].auth.clone().zip(raws[0].prev.clone()),
+        raws[0].payload.to_vec(),
+    )
+    .await;
+    // Chronicle goes on: the next event links to the last genuine one.
+    let head = log.stream_head(target).await.unwrap();
+    assert_eq!(head.version, 2);
+    log.append(AppendRequest::single(
+        Uuid::new_v4(),
+        target.clone(),
+        Expected::Head(head),
+        vec![PendingEvent::new(
+            JobCompleted {
+                result: serde_json::json!({"pages": 3}),
+            },
+            Actor::user("alice"),
+            Uuid::new_v4(),
+        )],
+    ))
+    .await
+    .unwrap();
 
     let report = verify_log(&log, 1, None, None, &|_, _| {}).await.unwrap();
     assert!(!report.ok);
+    assert!(report.authentication.checked);
+    assert_eq!(
+        report.authentication.unauthenticated, 2,
+        "{:?}",
+        report.broken_chains
+    );
     let found: Vec<(u64, BreakKind)> = report
         .broken_chains
         .iter()
         .map(|b| (b.position, b.kind.clone()))
         .collect();
     assert!(
-        found.contains(&(ack.sequence, BreakKind::BrokenLink)),
+        found.contains(&(forged_at, BreakKind::Unauthenticated)),
         "{found:?}"
     );
     assert!(
-        found.contains(&(junk.sequence, BreakKind::Undecodable)),
+        found.contains(&(junk, BreakKind::Unauthenticated)),
         "{found:?}"
     );
+    assert!(
+        found.contains(&(copied, BreakKind::BrokenLink)),
+        "the copy is authenticated but out of place: {found:?}"
+    );
+    assert_eq!(found.len(), 4, "and nothing else: {found:?}");
     assert!(report.broken_chains.iter().all(|b| b.subject == subject));
+
+    // The sealer records what it cannot vouch for, in the signed seal.
+    let key = SealKey::from_seed(&[0x5a; 32]);
+    chronicle_replay::sealer::seal_now(&log, &key)
+        .await
+        .unwrap()
+        .unwrap();
+    let tip = chronicle_replay::sealer::seal_tip(&log).await.unwrap();
+    let seals = log
+        .read_stream(&chronicle_replay::sealer::seal_stream(), 1)
+        .await
+        .unwrap();
+    match seals[0].decode().unwrap() {
+        chronicle_events::Event::Seal(chronicle_events::domain::SealEvent::SealRecorded(s)) => {
+            assert_eq!(s.unauthenticated, vec![forged_at, junk]);
+        }
+        other => panic!("{other:?}"),
+    }
+    let report = verify_log(&log, 1, None, Some(key.public()), &|_, _| {})
+        .await
+        .unwrap();
+    assert!(report.seals.ok, "{:?}", report.broken_chains);
+    assert!(!report.ok, "the forgeries are still reported");
+
+    // A seal that hides an unauthenticated message is itself a break.
+    publish(4, None, b"more junk".to_vec()).await;
+    let end = log.last_position().await.unwrap();
+    let hiding = key.seal(
+        tip.sealed_to + 1,
+        end,
+        hex::encode(chronicle_events::merkle::merkle_root(
+            &chronicle_replay::sealer::leaves(&log, tip.sealed_to + 1, end)
+                .await
+                .unwrap()
+                .leaves,
+        )),
+        tip.prev_seal.clone(),
+        vec![],
+    );
+    log.append(AppendRequest::single(
+        Uuid::new_v4(),
+        chronicle_replay::sealer::seal_stream(),
+        Expected::Head(tip.head),
+        vec![PendingEvent::new(
+            hiding,
+            Actor::system("sealer"),
+            Uuid::new_v4(),
+        )],
+    ))
+    .await
+    .unwrap();
+    let report = verify_log(&log, 1, None, Some(key.public()), &|_, _| {})
+        .await
+        .unwrap();
+    assert!(!report.seals.ok);
+    assert!(
+        report
+            .broken_chains
+            .iter()
+            .any(|b| b.kind == BreakKind::BadSeal && b.detail.contains("unauthenticated")),
+        "{:?}",
+        report.broken_chains
+    );
 }

@@ -10,7 +10,7 @@ use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
 use axum::routing::get;
-use chronicle_events::domain::user::Role;
+use chronicle_commands::permissions::Read;
 use chronicle_events::{Domain, StreamId};
 use chronicle_replay::history::{AsOf, HistoryFilter, history, record_json, state_at};
 use futures::StreamExt;
@@ -21,8 +21,6 @@ use crate::error::ApiError;
 use crate::state::AppState;
 
 use super::queries::{Filters, bad};
-
-const AUDIT_ROLES: &[Role] = &[Role::Auditor, Role::Admin];
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -60,7 +58,7 @@ async fn events(
     caller: Caller,
     Query(q): Params,
 ) -> Result<Response, ApiError> {
-    caller.require(AUDIT_ROLES)?;
+    caller.may_read(Read::Audit)?;
     let f = Filters::new(
         &q,
         &[
@@ -125,7 +123,7 @@ async fn stream_state(
     Path((domain, id)): Path<(String, String)>,
     Query(q): Params,
 ) -> Result<Response, ApiError> {
-    caller.require(AUDIT_ROLES)?;
+    caller.may_read(Read::Audit)?;
     let f = Filters::new(&q, &["as_of", "at_position"])?;
     let domain: Domain = domain
         .parse()
@@ -167,7 +165,7 @@ async fn verify(
     caller: Caller,
     Query(q): Params,
 ) -> Result<Response, ApiError> {
-    caller.require(AUDIT_ROLES)?;
+    caller.may_read(Read::Audit)?;
     let f = Filters::new(&q, &["from_position", "to_position"])?;
     let from = f.position("from_position")?.unwrap_or(1);
     let to = f.position("to_position")?;
@@ -195,7 +193,7 @@ async fn verify(
     security(("bearer" = [])),
 )]
 async fn seal_key(State(s): State<AppState>, caller: Caller) -> Result<Response, ApiError> {
-    caller.require(AUDIT_ROLES)?;
+    caller.may_read(Read::Audit)?;
     let key = s
         .seal_public
         .ok_or_else(|| ApiError::not_found("this deployment has no seal key configured"))?;

@@ -5,7 +5,7 @@
 
 use axum::Router;
 use axum::extract::{Path, State};
-use axum::http::{HeaderMap, HeaderValue, StatusCode, header};
+use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use bytes::Bytes;
@@ -111,55 +111,6 @@ fn derived_id(command_id: Uuid, what: &str) -> String {
     Uuid::new_v5(&command_id, what.as_bytes()).to_string()
 }
 
-/// Which roles may run which command (agents are further governed by maturity).
-fn authorize(caller: &Caller, command: &Command) -> Result<(), ApiError> {
-    let own_tokens = match command {
-        Command::RevokeToken { user_id, .. } | Command::RevokeAllTokens { user_id, .. } => {
-            user_id == &caller.user_id
-        }
-        _ => false,
-    };
-    let action = command.action();
-    let allowed = match caller.role {
-        Role::Admin => true,
-        Role::Agent => {
-            if action.complexity().is_none() {
-                return Err(ApiError::new(
-                    Code::Forbidden,
-                    format!("agents may not {}", action.name()),
-                ));
-            }
-            true
-        }
-        Role::Writer => {
-            !matches!(
-                command,
-                Command::IssueToken { .. }
-                    | Command::RegisterAgent { .. }
-                    | Command::ChangeMaturity { .. }
-                    | Command::SetBypass { .. }
-            ) && (own_tokens
-                || !matches!(
-                    command,
-                    Command::RevokeToken { .. } | Command::RevokeAllTokens { .. }
-                ))
-        }
-        Role::Analyst | Role::Auditor => own_tokens,
-    };
-    if allowed {
-        Ok(())
-    } else {
-        Err(ApiError::new(
-            Code::Forbidden,
-            format!(
-                "the {} role may not {}",
-                caller.role.as_str(),
-                action.name()
-            ),
-        ))
-    }
-}
-
 fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
     let Some(v) = headers.get(header::IF_MATCH) else {
         return Ok(None);
@@ -184,8 +135,10 @@ fn events_json(events: &[AppendedEvent]) -> Vec<Value> {
         .collect()
 }
 
-/// The answer of an executed command.
-fn executed_answer(state: &AppState, ex: &Executed) -> Result<StoredAnswer, ApiError> {
+/// The answer of an executed command. An issued token is not part of what is stored (the
+/// stored answer would keep a bearer credential at rest for a day): its claims are, and the
+/// token is signed again from them on a replay.
+fn executed_answer(state: &AppState, ex: &Executed) -> StoredAnswer {
     let mut body = json!({
         "command_id": ex.command_id,
         "stream": ex.stream,
@@ -193,11 +146,11 @@ fn executed_answer(state: &AppState, ex: &Executed) -> Result<StoredAnswer, ApiE
         "position": ex.position,
         "events": events_json(&ex.events),
     });
-    if let Some((user_id, issued)) = &ex.issued {
-        body["token"] = json!(state.signer.mint(user_id, issued)?);
+    let token = ex.issued.as_ref().map(|(user_id, issued)| {
         body["jti"] = json!(issued.jti);
         body["expires_at"] = json!(issued.expires_at);
-    }
+        state.signer.claims(user_id, issued)
+    });
     if let Some(escalated) = &ex.escalated {
         body["escalated"] = match escalated {
             EscalatedResult::Executed { command_id, events } => json!({
@@ -211,29 +164,35 @@ fn executed_answer(state: &AppState, ex: &Executed) -> Result<StoredAnswer, ApiE
             }
         };
     }
-    Ok(StoredAnswer {
+    StoredAnswer {
         status: if ex.created { 201 } else { 200 },
         etag: Some(format!("\"{}\"", ex.version)),
         body,
-    })
+        token,
+    }
 }
 
-fn into_response(answer: StoredAnswer) -> Response {
+/// The response of an answer, fresh or replayed; an issued token is signed here.
+fn into_response(state: &AppState, answer: StoredAnswer) -> Result<Response, ApiError> {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-    let mut response = (status, axum::Json(answer.body)).into_response();
+    let mut body = answer.body;
+    if let Some(claims) = &answer.token {
+        body["token"] = json!(state.signer.sign(claims)?);
+    }
+    let mut response = (status, axum::Json(body)).into_response();
     if let Some(etag) = answer.etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
         response.headers_mut().insert(header::ETAG, etag);
     }
-    response
+    Ok(response)
 }
 
-/// Runs one command for `caller`: role check, idempotency, governance (in the handler),
-/// and the local effects of a revoke.
+/// Runs one command for `caller`: permission (role and scopes, before anything else, a
+/// replayed answer included), idempotency, then the handler (governance for agents).
 async fn run(
     state: &AppState,
     caller: Caller,
     headers: &HeaderMap,
-    route: &str,
+    uri: &Uri,
     body: &Bytes,
     build: impl FnOnce(Uuid) -> Command,
 ) -> Result<Response, ApiError> {
@@ -245,21 +204,27 @@ async fn run(
                 .map_err(|_| ApiError::new(Code::MalformedRequest, "Idempotency-Key must be ASCII"))
         })
         .transpose()?;
-    let (command_id, kv_key) = match key {
-        None => (Uuid::now_v7(), None),
-        Some(key) => {
-            Idempotency::check_key(key)?;
-            match state
-                .idempotency
-                .claim(&caller.user_id, route, key, body)
-                .await?
-            {
-                Claim::Replay(answer) => return Ok(into_response(answer)),
-                Claim::Run { command_id, kv_key } => (command_id, Some(kv_key)),
-            }
-        }
+    if let Some(key) = key {
+        Idempotency::check_key(key)?;
+    }
+    let command_id = match key {
+        None => Uuid::now_v7(),
+        Some(key) => Idempotency::command_id(caller.user_id(), key),
     };
     let command = build(command_id);
+    chronicle_commands::permissions::may_run(&caller.principal, &command)
+        .map_err(|why| ApiError::new(Code::Forbidden, why))?;
+    let kv_key = match key {
+        None => None,
+        Some(key) => match state
+            .idempotency
+            .claim(caller.user_id(), key, "POST", uri.path(), body)
+            .await?
+        {
+            Claim::Replay(answer) => return into_response(state, answer),
+            Claim::Run { kv_key } => Some(kv_key),
+        },
+    };
     let result = execute(state, &caller, &command, command_id, if_match, headers).await;
     if let Some(kv_key) = kv_key {
         // A success is recorded and replayed for 24 h. An error releases the key: it
@@ -267,10 +232,10 @@ async fn run(
         // what was wrong (or the log is back).
         state
             .idempotency
-            .finish(&kv_key, body, result.as_ref().ok().cloned())
+            .finish(&kv_key, result.as_ref().ok().cloned())
             .await;
     }
-    result.map(into_response)
+    into_response(state, result?)
 }
 
 async fn execute(
@@ -281,29 +246,28 @@ async fn execute(
     if_match: Option<u64>,
     headers: &HeaderMap,
 ) -> Result<StoredAnswer, ApiError> {
-    authorize(caller, command)?;
     let correlation_id = headers
         .get("x-correlation-id")
         .and_then(|v| v.to_str().ok())
         .and_then(|v| v.parse::<Uuid>().ok())
         .unwrap_or(command_id);
-    let is_agent = caller.role == Role::Agent;
     let ctx = Ctx {
         command_id,
         correlation_id,
         causation_id: None,
-        actor: if is_agent {
-            Actor::agent(caller.user_id.clone())
-        } else {
-            Actor::user(caller.user_id.clone())
+        actor: match caller.principal.agent_id() {
+            Some(agent) => Actor::agent(agent),
+            None => Actor::user(caller.user_id()),
         },
-        agent_id: is_agent.then(|| caller.user_id.clone()),
+        principal: caller.principal.clone(),
         if_match,
         now: Utc::now(),
     };
-    let answer = state.handler.execute(&ctx, command).await?;
-    let answer = match answer {
-        Answer::Done(ex) => executed_answer(state, &ex)?,
+    // A revocation this command appends (directly, or by an approval running an escalated
+    // one) takes effect in this process as it is appended: see the handler's observer in
+    // `server::connect`. Other processes follow the log.
+    Ok(match state.handler.execute(&ctx, command).await? {
+        Answer::Done(ex) => executed_answer(state, &ex),
         Answer::Escalated {
             approval_id,
             executed,
@@ -317,34 +281,9 @@ async fn execute(
                 "position": executed.position,
                 "events": events_json(&executed.events),
             }),
+            token: None,
         },
-    };
-    // A revoke takes effect here at once; other processes follow the log.
-    match command {
-        Command::RevokeToken { jti, .. } if answer.status < 300 => {
-            state.revocations.revoke([*jti]);
-        }
-        Command::RevokeAllTokens { user_id, .. } if answer.status < 300 => {
-            if let Ok(stream) = command.stream() {
-                let tokens = state
-                    .handler
-                    .load::<chronicle_commands::user::UserDecider>(&stream, true)
-                    .await
-                    .map_err(ApiError::from)?;
-                state.revocations.revoke(
-                    tokens
-                        .state
-                        .tokens
-                        .iter()
-                        .filter(|(_, t)| t.revoked)
-                        .map(|(j, _)| *j),
-                );
-                tracing::info!(user_id, "all tokens revoked");
-            }
-        }
-        _ => {}
-    }
-    Ok(answer)
+    })
 }
 
 // ---- bodies -----------------------------------------------------------------------
@@ -506,17 +445,16 @@ async fn issue_token(
     State(s): State<AppState>,
     caller: Caller,
     Path(user_id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
     let b: IssueTokenBody = parse(&headers, &body)?;
-    run(&s, caller, &headers, "token.issue", &body, |_| {
-        Command::IssueToken {
-            user_id,
-            role: b.role,
-            scopes: b.scopes,
-            ttl_seconds: b.ttl_seconds,
-        }
+    run(&s, caller, &headers, &uri, &body, |_| Command::IssueToken {
+        user_id,
+        role: b.role,
+        scopes: b.scopes,
+        ttl_seconds: b.ttl_seconds,
     })
     .await
 }
@@ -545,6 +483,7 @@ async fn revoke_token(
     State(s): State<AppState>,
     caller: Caller,
     Path((user_id, jti)): Path<(String, String)>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
@@ -552,7 +491,7 @@ async fn revoke_token(
     let jti: Uuid = jti
         .parse()
         .map_err(|_| ApiError::not_found("no such token for this user"))?;
-    run(&s, caller, &headers, "token.revoke", &body, |_| {
+    run(&s, caller, &headers, &uri, &body, |_| {
         Command::RevokeToken {
             user_id,
             jti,
@@ -585,11 +524,12 @@ async fn revoke_all_tokens(
     State(s): State<AppState>,
     caller: Caller,
     Path(user_id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
     let b: ReasonBody = parse(&headers, &body)?;
-    run(&s, caller, &headers, "token.revoke_all", &body, |_| {
+    run(&s, caller, &headers, &uri, &body, |_| {
         Command::RevokeAllTokens {
             user_id,
             reason: b.reason,
@@ -619,17 +559,16 @@ async fn revoke_all_tokens(
 async fn submit_job(
     State(s): State<AppState>,
     caller: Caller,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
     let b: SubmitJobBody = parse(&headers, &body)?;
-    run(&s, caller, &headers, "job.submit", &body, |id| {
-        Command::SubmitJob {
-            job_id: b.job_id.unwrap_or_else(|| derived_id(id, "job")),
-            agent_id: b.agent_id,
-            kind: b.kind,
-            input: b.input,
-        }
+    run(&s, caller, &headers, &uri, &body, |id| Command::SubmitJob {
+        job_id: b.job_id.unwrap_or_else(|| derived_id(id, "job")),
+        agent_id: b.agent_id,
+        kind: b.kind,
+        input: b.input,
     })
     .await
 }
@@ -657,12 +596,13 @@ async fn start_job(
     State(s): State<AppState>,
     caller: Caller,
     Path(job_id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
     let _: EmptyBody = parse(&headers, &body)?;
-    run(&s, caller, &headers, "job.start", &body, |_| {
-        Command::StartJob { job_id }
+    run(&s, caller, &headers, &uri, &body, |_| Command::StartJob {
+        job_id,
     })
     .await
 }
@@ -690,11 +630,12 @@ async fn complete_job(
     State(s): State<AppState>,
     caller: Caller,
     Path(job_id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
     let b: CompleteBody = parse(&headers, &body)?;
-    run(&s, caller, &headers, "job.complete", &body, |_| {
+    run(&s, caller, &headers, &uri, &body, |_| {
         Command::CompleteJob {
             job_id,
             result: b.result,
@@ -726,15 +667,14 @@ async fn fail_job(
     State(s): State<AppState>,
     caller: Caller,
     Path(job_id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
     let b: FailBody = parse(&headers, &body)?;
-    run(&s, caller, &headers, "job.fail", &body, |_| {
-        Command::FailJob {
-            job_id,
-            error: b.error,
-        }
+    run(&s, caller, &headers, &uri, &body, |_| Command::FailJob {
+        job_id,
+        error: b.error,
     })
     .await
 }
@@ -762,15 +702,14 @@ async fn cancel_job(
     State(s): State<AppState>,
     caller: Caller,
     Path(job_id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
     let b: ReasonBody = parse(&headers, &body)?;
-    run(&s, caller, &headers, "job.cancel", &body, |_| {
-        Command::CancelJob {
-            job_id,
-            reason: b.reason,
-        }
+    run(&s, caller, &headers, &uri, &body, |_| Command::CancelJob {
+        job_id,
+        reason: b.reason,
     })
     .await
 }
@@ -798,12 +737,13 @@ async fn retry_job(
     State(s): State<AppState>,
     caller: Caller,
     Path(job_id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
     let _: EmptyBody = parse(&headers, &body)?;
-    run(&s, caller, &headers, "job.retry", &body, |_| {
-        Command::RetryJob { job_id }
+    run(&s, caller, &headers, &uri, &body, |_| Command::RetryJob {
+        job_id,
     })
     .await
 }
@@ -829,11 +769,12 @@ async fn retry_job(
 async fn request_approval(
     State(s): State<AppState>,
     caller: Caller,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
     let b: RequestApprovalBody = parse(&headers, &body)?;
-    run(&s, caller, &headers, "approval.request", &body, |id| {
+    run(&s, caller, &headers, &uri, &body, |id| {
         Command::RequestApproval {
             approval_id: b.approval_id.unwrap_or_else(|| derived_id(id, "approval")),
             action: b.action,
@@ -867,11 +808,12 @@ async fn approve(
     State(s): State<AppState>,
     caller: Caller,
     Path(approval_id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
     let b: OptionalReasonBody = parse(&headers, &body)?;
-    run(&s, caller, &headers, "approval.approve", &body, |_| {
+    run(&s, caller, &headers, &uri, &body, |_| {
         Command::ApproveApproval {
             approval_id,
             reason: b.reason,
@@ -903,11 +845,12 @@ async fn reject(
     State(s): State<AppState>,
     caller: Caller,
     Path(approval_id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
     let b: ReasonBody = parse(&headers, &body)?;
-    run(&s, caller, &headers, "approval.reject", &body, |_| {
+    run(&s, caller, &headers, &uri, &body, |_| {
         Command::RejectApproval {
             approval_id,
             reason: b.reason,
@@ -937,11 +880,12 @@ async fn reject(
 async fn open_account(
     State(s): State<AppState>,
     caller: Caller,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
     let b: OpenAccountBody = parse(&headers, &body)?;
-    run(&s, caller, &headers, "account.open", &body, |_| {
+    run(&s, caller, &headers, &uri, &body, |_| {
         Command::OpenAccount {
             code: b.code,
             name: b.name,
@@ -975,11 +919,12 @@ async fn close_account(
     State(s): State<AppState>,
     caller: Caller,
     Path(code): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
     let _: EmptyBody = parse(&headers, &body)?;
-    run(&s, caller, &headers, "account.close", &body, |_| {
+    run(&s, caller, &headers, &uri, &body, |_| {
         Command::CloseAccount { code }
     })
     .await
@@ -1006,26 +951,25 @@ async fn close_account(
 async fn post_entry(
     State(s): State<AppState>,
     caller: Caller,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
     let b: PostEntryBody = parse(&headers, &body)?;
-    run(&s, caller, &headers, "entry.post", &body, |id| {
-        Command::PostEntry {
-            entry_id: b.entry_id.unwrap_or_else(|| derived_id(id, "entry")),
-            effective_date: b.effective_date,
-            memo: b.memo,
-            lines: b
-                .lines
-                .into_iter()
-                .map(|l| JournalLine {
-                    account: l.account,
-                    debit: l.debit,
-                    credit: l.credit,
-                    currency: l.currency,
-                })
-                .collect(),
-        }
+    run(&s, caller, &headers, &uri, &body, |id| Command::PostEntry {
+        entry_id: b.entry_id.unwrap_or_else(|| derived_id(id, "entry")),
+        effective_date: b.effective_date,
+        memo: b.memo,
+        lines: b
+            .lines
+            .into_iter()
+            .map(|l| JournalLine {
+                account: l.account,
+                debit: l.debit,
+                credit: l.credit,
+                currency: l.currency,
+            })
+            .collect(),
     })
     .await
 }
@@ -1053,11 +997,12 @@ async fn reverse_entry(
     State(s): State<AppState>,
     caller: Caller,
     Path(entry_id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
     let b: ReverseBody = parse(&headers, &body)?;
-    run(&s, caller, &headers, "entry.reverse", &body, |id| {
+    run(&s, caller, &headers, &uri, &body, |id| {
         Command::ReverseEntry {
             entry_id,
             reversal_entry_id: b
@@ -1090,11 +1035,12 @@ async fn reverse_entry(
 async fn register_agent(
     State(s): State<AppState>,
     caller: Caller,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
     let b: RegisterAgentBody = parse(&headers, &body)?;
-    run(&s, caller, &headers, "agent.register", &body, |_| {
+    run(&s, caller, &headers, &uri, &body, |_| {
         Command::RegisterAgent {
             agent_id: b.agent_id,
             name: b.name,
@@ -1127,11 +1073,12 @@ async fn change_maturity(
     State(s): State<AppState>,
     caller: Caller,
     Path(agent_id): Path<String>,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
     let b: MaturityBody = parse(&headers, &body)?;
-    run(&s, caller, &headers, "agent.change_maturity", &body, |_| {
+    run(&s, caller, &headers, &uri, &body, |_| {
         Command::ChangeMaturity {
             agent_id,
             maturity: b.maturity,
@@ -1162,16 +1109,15 @@ async fn change_maturity(
 async fn set_bypass(
     State(s): State<AppState>,
     caller: Caller,
+    uri: Uri,
     headers: HeaderMap,
     body: Bytes,
 ) -> Res {
     let b: BypassBody = parse(&headers, &body)?;
-    run(&s, caller, &headers, "governance.bypass", &body, |_| {
-        Command::SetBypass {
-            enabled: b.enabled,
-            reason: b.reason,
-            until: b.until,
-        }
+    run(&s, caller, &headers, &uri, &body, |_| Command::SetBypass {
+        enabled: b.enabled,
+        reason: b.reason,
+        until: b.until,
     })
     .await
 }

@@ -12,7 +12,6 @@ use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use governor::clock::{Clock, DefaultClock};
 use governor::{DefaultKeyedRateLimiter, Quota, RateLimiter};
-use sha2::{Digest, Sha256};
 use tower_http::cors::{AllowOrigin, CorsLayer};
 
 use crate::error::{ApiError, Code};
@@ -38,7 +37,7 @@ impl Default for HttpPolicy {
 /// Whom a request counts against.
 #[derive(Debug, Clone, PartialEq, Eq, Hash)]
 enum Caller {
-    Token([u8; 16]),
+    Token(uuid::Uuid),
     Address(IpAddr),
 }
 
@@ -67,22 +66,17 @@ impl Limiter {
     }
 }
 
-/// Counts the request against its token (hashed: tokens are never kept) or address.
+/// Counts the request against its token when it carries one this deployment signed (by
+/// the token's id, as verified by `auth::authenticate`), and against the client's address
+/// otherwise: a caller cannot escape the limit by sending a new junk bearer each time.
 pub async fn rate_limit(State(limiter): State<Arc<Limiter>>, req: Request, next: Next) -> Response {
-    let key = req
-        .headers()
-        .get(header::AUTHORIZATION)
-        .map(|v| {
-            let digest = Sha256::digest(v.as_bytes());
-            let mut k = [0u8; 16];
-            k.copy_from_slice(&digest[..16]);
-            Caller::Token(k)
-        })
-        .or_else(|| {
-            req.extensions()
-                .get::<ConnectInfo<SocketAddr>>()
-                .map(|c| Caller::Address(c.0.ip()))
-        });
+    let key = match req.extensions().get::<crate::auth::Bearer>() {
+        Some(crate::auth::Bearer::Verified(claims)) => Some(Caller::Token(claims.jti)),
+        _ => req
+            .extensions()
+            .get::<ConnectInfo<SocketAddr>>()
+            .map(|c| Caller::Address(c.0.ip())),
+    };
     if let Some(key) = key
         && let Err(not_until) = limiter.limiter.check_key(&key)
     {

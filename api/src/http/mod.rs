@@ -30,6 +30,7 @@ pub const BODY_LIMIT: usize = 1024 * 1024;
 pub fn app(state: AppState) -> Router {
     let policy = state.policy.clone();
     let limiter = hardening::Limiter::new(policy.rate_limit);
+    let signer = state.signer.clone();
     Router::new()
         .merge(health::router())
         .merge(commands::router())
@@ -50,6 +51,11 @@ pub fn app(state: AppState) -> Router {
         .layer(middleware::from_fn_with_state(
             limiter,
             hardening::rate_limit,
+        ))
+        // Outside the rate limit, which counts verified tokens by their id.
+        .layer(middleware::from_fn_with_state(
+            signer,
+            crate::auth::authenticate,
         ))
         // Outside the body limit and the time-out, so their bare answers get a body too.
         .layer(middleware::from_fn(problem_for_bare_errors))

@@ -16,7 +16,6 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use base64::Engine;
 use base64::engine::general_purpose::URL_SAFE_NO_PAD;
-use chronicle_events::domain::user::Role;
 use chrono::{DateTime, NaiveDate, Utc};
 use serde_json::{Value, json};
 use tokio_postgres::Row;
@@ -27,7 +26,6 @@ use crate::auth::Caller;
 use crate::error::{ApiError, Code};
 use crate::state::AppState;
 
-const READ_ROLES: &[Role] = &[Role::Analyst, Role::Auditor, Role::Admin];
 const MAX_LIMIT: i64 = 1000;
 const DEFAULT_LIMIT: i64 = 100;
 const MIN_POSITION_WAIT: Duration = Duration::from_secs(5);
@@ -192,7 +190,16 @@ async fn prepare(
     headers: &HeaderMap,
     projections: &[&str],
 ) -> Result<u64, ApiError> {
-    caller.require(READ_ROLES)?;
+    use chronicle_commands::permissions::Read;
+    let what = match projections {
+        ["tokens"] => Read::Tokens,
+        ["jobs"] => Read::Jobs,
+        ["approvals"] => Read::Approvals,
+        ["ledger"] => Read::Ledger,
+        ["agents"] => Read::Agents,
+        _ => Read::Projections,
+    };
+    caller.may_read(what)?;
     let Some(min) = headers.get("x-chronicle-min-position") else {
         return Ok(state.positions.position_of(projections));
     };
@@ -384,7 +391,7 @@ async fn introspect(
     caller: Caller,
     axum::Form(fields): axum::Form<HashMap<String, String>>,
 ) -> Res {
-    caller.require(READ_ROLES)?;
+    caller.may_read(chronicle_commands::permissions::Read::Tokens)?;
     let token = fields
         .get("token")
         .filter(|t| !t.is_empty())

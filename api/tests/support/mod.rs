@@ -16,6 +16,7 @@ use uuid::Uuid;
 
 pub const SIGNING_KEY: &str = "6b1f0e3c5d7a9b2c4e6f8a0b1c3d5e7f9a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d";
 pub const SEAL_KEY: &str = "1f2e3d4c5b6a79880f1e2d3c4b5a69780e1d2c3b4a5968770d1c2b3a49586766";
+pub const EVENT_KEY: &str = "3c915e07a26df418b942ce751a83e05b962fd14c68b30efa279d54c6118ae370";
 
 pub fn settings_for(stream: &str, prefix: &str, database_url: &str) -> Settings {
     let nats = std::env::var("NATS_URL").expect("NATS_URL is not set: run scripts/test");
@@ -33,6 +34,8 @@ pub fn settings_for(stream: &str, prefix: &str, database_url: &str) -> Settings 
         SIGNING_KEY,
         "--seal-key",
         SEAL_KEY,
+        "--event-key",
+        EVENT_KEY,
         // Load tests here are not what the rate limit is for; its own test sets it low.
         "--rate-limit",
         "100000",

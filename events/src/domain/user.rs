@@ -40,17 +40,24 @@ pub struct TokenIssued {
     pub expires_at: DateTime<Utc>,
 }
 
+/// `expires_at` is the revoked token's own expiry, after which nobody needs to remember
+/// the revocation (absent in events written before it was recorded).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct TokenRevoked {
     pub jti: Uuid,
     pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub expires_at: Option<DateTime<Utc>>,
 }
 
-/// Revokes every token of the user still active when it was decided; lists them.
+/// Revokes every token of the user still active when it was decided; lists them. `until`
+/// is the latest expiry among them (absent in events written before it was recorded).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct AllTokensRevoked {
     pub jtis: Vec<Uuid>,
     pub reason: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub until: Option<DateTime<Utc>>,
 }
 
 domain_events!(

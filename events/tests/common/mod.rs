@@ -6,7 +6,7 @@
 
 use std::time::Duration;
 
-use chronicle_events::{JetStreamLog, LogConfig};
+use chronicle_events::{JetStreamLog, Keyring, LogConfig};
 use uuid::Uuid;
 
 pub fn nats_url() -> String {
@@ -14,12 +14,22 @@ pub fn nats_url() -> String {
         .expect("NATS_URL is not set: run the suite with scripts/test, which starts nats-server")
 }
 
+/// The event key of these tests.
+pub const TEST_EVENT_KEY: [u8; 32] = [
+    0x3c, 0x91, 0x5e, 0x07, 0xa2, 0x6d, 0xf4, 0x18, 0xb9, 0x42, 0xce, 0x75, 0x1a, 0x83, 0xe0, 0x5b,
+    0x96, 0x2f, 0xd1, 0x4c, 0x68, 0xb3, 0x0e, 0xfa, 0x27, 0x9d, 0x54, 0xc6, 0x11, 0x8a, 0xe3, 0x70,
+];
+
+pub fn test_keyring() -> Keyring {
+    Keyring::new(&TEST_EVENT_KEY, &[])
+}
+
 pub fn isolated_config() -> LogConfig {
     let tag = Uuid::new_v4().simple().to_string();
     LogConfig {
         stream_name: format!("T{tag}"),
         subject_prefix: format!("t{tag}.ev"),
-        ..LogConfig::default()
+        ..LogConfig::new(test_keyring())
     }
 }
 
