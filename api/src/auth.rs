@@ -139,6 +139,8 @@ pub struct Revocations {
     revoked: RwLock<HashMap<Uuid, DateTime<Utc>>>,
     /// The log position the set is complete up to.
     position: std::sync::atomic::AtomicU64,
+    /// Where start-up began reading the log (1 without a snapshot).
+    started_from: std::sync::atomic::AtomicU64,
 }
 
 impl Revocations {
@@ -206,6 +208,11 @@ impl Revocations {
             .fetch_max(position, std::sync::atomic::Ordering::Relaxed);
     }
 
+    /// Where start-up began reading the log: right after the snapshot it loaded, or 1.
+    pub fn started_from(&self) -> u64 {
+        self.started_from.load(std::sync::atomic::Ordering::Relaxed)
+    }
+
     /// The log position the set is complete up to.
     pub fn position(&self) -> u64 {
         self.position.load(std::sync::atomic::Ordering::Relaxed)
@@ -270,6 +277,8 @@ impl Revocations {
         this.sweep(Utc::now());
         let this = Arc::new(this);
         let mut next = this.position() + 1;
+        this.started_from
+            .store(next, std::sync::atomic::Ordering::Relaxed);
         let mut history = log.read_from(next, Some("user.*")).await?;
         while let Some(item) = history.next().await {
             let item = item?;
