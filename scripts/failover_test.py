@@ -8,12 +8,18 @@ leading the log's stream, the active projector and one API process. It then chec
 - the standby projector took over within 5 s;
 - a token revoked through one API process was refused by the other within 1 s (and, with
   a NATS node lost, within 15 s; the delay is printed).
+Before the load it checks the cluster's NATS security as deploy/ documents it: clients must
+speak TLS, a wrong password is refused, and each user may publish only what its processes
+need (projectors and auditors never append events, nobody but the admin deletes or purges
+the log).
 Exits non-zero, saying why, when any of these fails.
 """
 
 import json
 import os
 import signal
+import socket
+import ssl
 import subprocess
 import sys
 import threading
@@ -86,6 +92,71 @@ def kill9(name):
     os.kill(pid, signal.SIGKILL)
     print(f"killed -9 {name} (pid {pid})", flush=True)
 
+
+# ---- NATS: TLS, passwords and per-user permissions --------------------------------------
+
+def nats_user(url_var):
+    """(user, password) from one of DIR/env's NATS URL lists."""
+    first = ENV[url_var].split(",")[0]
+    creds = first.split("://", 1)[1].split("@", 1)[0]
+    return tuple(creds.split(":", 1))
+
+
+def nats_publish(port, user, password, subject, tls=True):
+    """Connects as `user` and publishes an empty message to `subject`: "ok", or the
+    server's error line."""
+    raw = socket.create_connection(("127.0.0.1", port), timeout=5)
+    f = raw.makefile("rb")
+    info = f.readline()
+    if not info.startswith(b"INFO"):
+        return info.decode(errors="replace").strip()
+    sock = raw
+    if tls:
+        ctx = ssl.create_default_context(cafile=ENV["CHRONICLE_NATS_CA"])
+        sock = ctx.wrap_socket(raw, server_hostname="127.0.0.1")
+        f = sock.makefile("rb")
+    connect = {"user": user, "pass": password, "verbose": False, "pedantic": False,
+               "tls_required": tls, "lang": "python", "version": "0", "protocol": 1}
+    try:
+        sock.sendall(b"CONNECT " + json.dumps(connect).encode() + b"\r\n")
+        sock.sendall(f"PUB {subject} 0\r\n\r\nPING\r\n".encode())
+        while True:
+            line = f.readline()
+            if not line:
+                return "closed"
+            if line.startswith(b"-ERR"):
+                return line.decode(errors="replace").strip()
+            if line.startswith(b"PONG"):
+                return "ok"
+    except (OSError, ssl.SSLError) as e:
+        return f"closed: {e}"
+    finally:
+        sock.close()
+
+
+port = int(ENV["NATS_PORTS"].strip('"').split()[0])
+api, projector, auditor, admin = (nats_user(v) for v in
+                                  ("NATS_URL", "NATS_URL_PROJECTOR", "NATS_URL_AUDITOR", "NATS_URL_ADMIN"))
+plain = nats_publish(port, *api, "_INBOX.x", tls=False)
+if plain == "ok":
+    fail("NATS took a client without TLS")
+wrong = nats_publish(port, api[0], "wrong", "_INBOX.x")
+if "Authorization Violation" not in wrong:
+    fail(f"NATS took a wrong password: {wrong}")
+for who, user, subject in [
+    ("projector", projector, "chronicle.ev.job.forged"),
+    ("auditor", auditor, "chronicle.ev.job.forged"),
+    ("auditor", auditor, "$JS.API.STREAM.DELETE.CHRONICLE"),
+    ("API", api, "$JS.API.STREAM.DELETE.CHRONICLE"),
+    ("API", api, "$JS.API.STREAM.PURGE.CHRONICLE"),
+    ("API", api, "$JS.API.STREAM.UPDATE.CHRONICLE"),
+]:
+    said = nats_publish(port, *user, subject)
+    if "Permissions Violation" not in said:
+        fail(f"the {who} user may publish to {subject}: {said}")
+if nats_publish(port, *api, "$JS.API.INFO") != "ok":
+    fail("the API user may not use JetStream")
+print("nats: TLS required, passwords checked, per-user permissions hold", flush=True)
 
 # ---- steady load: 8 clients, 4 on each API process -------------------------------------
 
@@ -314,4 +385,13 @@ if problems:
     fail(f"{len(problems)} problems, e.g. {problems[:5]}")
 print(f"every one of {len(accepted)} acknowledged commands is in the log and the read model "
       f"exactly once ({len(in_log) - len(accepted)} unacknowledged ones landed too)", flush=True)
+# The sealer (as the projector's NATS user, which may append seals and nothing else)
+# sealed the log, and the whole log verifies: every message authenticated, every chain
+# whole, every seal right.
+status, raw = call("GET", f"{APIS[0]}/v1/audit/verify", ADMIN, timeout=120)
+report = json.loads(raw or b"{}")
+if status != 200 or not report.get("ok") or report.get("seals", {}).get("checked", 0) < 1:
+    fail(f"verify after the failures answered {status}: {raw[:2000]!r}")
+print(f"the log verifies: {report['checked']} messages, {report['seals']['checked']} seals",
+      flush=True)
 print("failover test passed", flush=True)

@@ -280,15 +280,29 @@ impl Revocations {
         this.started_from
             .store(next, std::sync::atomic::Ordering::Relaxed);
         let mut history = log.read_from(next, Some("user.*")).await?;
+        let mut read = 0u64;
         while let Some(item) = history.next().await {
             let item = item?;
             next = item.position() + 1;
+            read += 1;
             match item {
                 Stored::Event(e) => this.apply(&e),
                 Stored::Foreign(f) => f.record("revocations"),
             }
         }
         this.applied_through(next - 1);
+        // A long read at start-up is written down at once, so the next process to start
+        // does not read it again.
+        if read >= SNAPSHOT_AFTER_EVENTS
+            && let Some(store) = store.clone()
+        {
+            let (set, keyring) = (this.clone(), keyring.clone());
+            tokio::spawn(async move {
+                if let Err(e) = save_snapshot(&store, &set, &keyring).await {
+                    tracing::warn!(error = %e, "cannot write the revocation snapshot");
+                }
+            });
+        }
         let follower = this.clone();
         tokio::spawn(async move {
             let mut since_snapshot = 0u64;

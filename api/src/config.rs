@@ -263,6 +263,9 @@ pub struct Settings {
     /// NATS server URL, or several comma-separated for a cluster.
     #[arg(long, env = "NATS_URL", global = true)]
     pub nats_url: Option<String>,
+    /// A CA certificate (PEM file) to trust for NATS's TLS; set, connections require TLS.
+    #[arg(long, env = "CHRONICLE_NATS_CA", global = true)]
+    pub nats_ca: Option<PathBuf>,
     /// Postgres URL of the read models.
     #[arg(long, env = "DATABASE_URL", global = true)]
     pub database_url: Option<String>,
@@ -397,6 +400,7 @@ impl Settings {
             subject_prefix: self.subject_prefix.clone(),
             replicas: self.replicas as usize,
             request_timeout: Duration::from_secs(5),
+            ca_file: self.nats_ca.clone(),
             ..LogConfig::new(self.keyring()?)
         })
     }

@@ -39,8 +39,8 @@ pub(crate) struct Args {
     pub(crate) repeat: usize,
     #[arg(long, env = "DATABASE_URL")]
     pub(crate) database_url: Option<String>,
-    /// Which benchmarks to run: http, aggregate, log, batch, projection, verify (default:
-    /// all). May be repeated.
+    /// Which benchmarks to run: http, aggregate, log, batch, startup, projection, verify
+    /// (default: all). May be repeated.
     #[arg(long)]
     only: Vec<String>,
     /// Where to write the results as Markdown.
@@ -306,6 +306,9 @@ async fn main() -> Result<()> {
     if wants("batch") {
         bench_batch_latency(&args, &mut report).await?;
     }
+    if wants("startup") {
+        startup::bench(&args, &mut report).await?;
+    }
     if wants("projection") || wants("verify") {
         let log = JetStreamLog::connect(&args.nats_url, fresh_config()).await?;
         let t = Instant::now();
@@ -356,4 +359,5 @@ mod peer;
 mod procs;
 mod projection;
 mod report;
+mod startup;
 mod verify;

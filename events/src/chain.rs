@@ -85,6 +85,75 @@ pub fn compute_hash(envelope: &Value) -> String {
     hex::encode(hasher.finalize())
 }
 
+/// The fields of an envelope to encode, borrowed.
+pub struct EnvelopeParts<'a> {
+    pub id: &'a uuid::Uuid,
+    pub stream: &'a crate::StreamId,
+    pub event_type: &'a str,
+    pub schema: u32,
+    pub occurred_at: &'a chrono::DateTime<chrono::Utc>,
+    pub actor: &'a crate::Actor,
+    pub command_id: &'a uuid::Uuid,
+    pub correlation_id: &'a uuid::Uuid,
+    pub causation_id: Option<&'a uuid::Uuid>,
+    pub data: &'a Value,
+    pub prev_hash: Option<&'a str>,
+}
+
+/// An envelope's chain hash and its stored bytes (canonical JSON with `hash`), written
+/// straight from its parts: the same bytes and hash as [`canonical_json`] and
+/// [`compute_hash`] of the envelope as a JSON value, without building one. Members are
+/// written in their sorted order; `hash` sits between `data` and `id`.
+pub fn encode_envelope(p: &EnvelopeParts<'_>) -> (String, Vec<u8>) {
+    fn member<T: serde::Serialize + ?Sized>(out: &mut Vec<u8>, key: &str, v: &T) {
+        write_string(key, out);
+        out.push(b':');
+        // Serializing ids, times, strings and numbers into memory cannot fail.
+        serde_json::to_writer(&mut *out, v).expect("a scalar serializes");
+    }
+    let mut head = Vec::with_capacity(512);
+    head.extend_from_slice(b"{\"actor\":{");
+    member(&mut head, "id", &p.actor.id);
+    head.push(b',');
+    member(&mut head, "kind", p.actor.kind.as_str());
+    head.extend_from_slice(b"},");
+    member(&mut head, "causation_id", &p.causation_id);
+    head.push(b',');
+    member(&mut head, "command_id", p.command_id);
+    head.push(b',');
+    member(&mut head, "correlation_id", p.correlation_id);
+    head.extend_from_slice(b",\"data\":");
+    write_canonical(p.data, &mut head);
+    let mut tail = Vec::with_capacity(256);
+    member(&mut tail, "id", p.id);
+    tail.push(b',');
+    member(&mut tail, "occurred_at", p.occurred_at);
+    tail.push(b',');
+    member(&mut tail, "prev_hash", &p.prev_hash);
+    tail.push(b',');
+    member(&mut tail, "schema", &p.schema);
+    tail.push(b',');
+    member(&mut tail, "stream", p.stream);
+    tail.push(b',');
+    member(&mut tail, "type", p.event_type);
+    tail.push(b'}');
+
+    let mut hasher = Sha256::new();
+    hasher.update(p.prev_hash.unwrap_or("").as_bytes());
+    hasher.update(&head);
+    hasher.update(b",");
+    hasher.update(&tail);
+    let hash = hex::encode(hasher.finalize());
+
+    let mut payload = head;
+    payload.reserve(tail.len() + 80);
+    payload.extend_from_slice(b",\"hash\":\"");
+    payload.extend_from_slice(hash.as_bytes());
+    payload.extend_from_slice(b"\",");
+    payload.extend_from_slice(&tail);
+    (hash, payload)
+}
+
 /// What is wrong with one link of a stream's chain.
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
 pub enum ChainError {
@@ -135,6 +204,51 @@ mod tests {
             String::from_utf8(canonical_json(&v)).unwrap(),
             r#"{"a":true,"b":[1,{"a":"x\"y","z":null}]}"#
         );
+    }
+
+    #[test]
+    fn an_envelope_written_from_its_parts_is_the_canonical_one() {
+        let id = uuid::Uuid::now_v7();
+        let (cmd, corr, cause) = (
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::new_v4(),
+            uuid::Uuid::new_v4(),
+        );
+        let stream: crate::StreamId = "job.j-1".parse().unwrap();
+        let data = json!({"z": [1, 2.5, "é\"\n"], "a": {"y": null, "b": true}, "n": -7});
+        for (occurred_at, prev, causation) in [
+            (
+                "2026-01-02T03:04:05.123456Z",
+                Some("ab".repeat(32)),
+                Some(&cause),
+            ),
+            ("2026-01-02T03:04:05Z", None, None),
+        ] {
+            let occurred_at: chrono::DateTime<chrono::Utc> = occurred_at.parse().unwrap();
+            let actor = crate::Actor::agent("bot \u{1F916}");
+            let parts = EnvelopeParts {
+                id: &id,
+                stream: &stream,
+                event_type: "JobSubmitted",
+                schema: 1,
+                occurred_at: &occurred_at,
+                actor: &actor,
+                command_id: &cmd,
+                correlation_id: &corr,
+                causation_id: causation,
+                data: &data,
+                prev_hash: prev.as_deref(),
+            };
+            let mut value = json!({
+                "id": id, "stream": stream, "type": "JobSubmitted", "schema": 1,
+                "occurred_at": occurred_at, "actor": actor, "command_id": cmd,
+                "correlation_id": corr, "causation_id": causation, "data": data,
+                "prev_hash": prev,
+            });
+            let hash = compute_hash(&value);
+            value["hash"] = json!(hash);
+            assert_eq!(encode_envelope(&parts), (hash, canonical_json(&value)));
+        }
     }
 
     #[test]

@@ -29,11 +29,10 @@ use bytes::Bytes;
 use chrono::{DateTime, SubsecRound, Utc};
 use futures::StreamExt;
 use serde::Deserialize;
-use serde_json::Value;
 use uuid::Uuid;
 
 use crate::auth::{AUTH_HEADER, Keyring, PREV_HEADER, PREV_IN_BATCH};
-use crate::chain::{canonical_json, compute_hash};
+use crate::chain::{EnvelopeParts, encode_envelope};
 use crate::envelope::{Envelope, RecordedEvent};
 use crate::log::{
     AppendOutcome, AppendRequest, AppendedEvent, EventLog, Expected, ForeignMessage, ForeignReason,
@@ -94,6 +93,8 @@ pub struct LogConfig {
     pub duplicate_window: Duration,
     /// How long to wait for any one answer from NATS.
     pub request_timeout: Duration,
+    /// A CA certificate (PEM) to trust for NATS's TLS; set, the connection requires TLS.
+    pub ca_file: Option<std::path::PathBuf>,
 }
 
 impl LogConfig {
@@ -107,6 +108,7 @@ impl LogConfig {
             replicas: 1,
             duplicate_window: Duration::from_secs(120),
             request_timeout: Duration::from_secs(5),
+            ca_file: None,
         }
     }
 
@@ -219,6 +221,24 @@ pub struct RawEvent {
     pub payload: Bytes,
 }
 
+#[cfg(test)]
+mod url_tests {
+    use super::*;
+
+    #[test]
+    fn credentials_come_from_the_urls_and_must_agree() {
+        let addrs = parse_server_addrs("nats://u%40x:p%3Aw@a:1,tls://u%40x:p%3Aw@b:2").unwrap();
+        assert_eq!(
+            credentials(&addrs).unwrap(),
+            Some(("u@x".to_owned(), "p:w".to_owned()))
+        );
+        let none = parse_server_addrs("nats://a:1").unwrap();
+        assert_eq!(credentials(&none).unwrap(), None);
+        let mixed = parse_server_addrs("nats://u:p@a:1,nats://a:2").unwrap();
+        assert!(credentials(&mixed).is_err());
+    }
+}
+
 #[derive(Debug, Deserialize)]
 struct ApiError {
     /// HTTP-like: 503 means "try again", whatever the specific code.
@@ -283,19 +303,64 @@ pub fn parse_server_addrs(urls: &str) -> Result<Vec<ServerAddr>, String> {
     Ok(addrs)
 }
 
+/// The user and password written in the URLs (`nats://user:password@host`), the same in
+/// every one of them; percent-escapes decoded.
+fn credentials(addrs: &[ServerAddr]) -> Result<Option<(String, String)>, LogError> {
+    let of = |a: &ServerAddr| {
+        a.username().map(|u| {
+            let decode = |s: &str| {
+                percent_decode(s)
+                    .ok_or_else(|| LogError::Misconfigured("NATS_URL: a bad %-escape".into()))
+            };
+            Ok::<_, LogError>((decode(u)?, decode(a.password().unwrap_or(""))?))
+        })
+    };
+    let first = of(&addrs[0]).transpose()?;
+    for a in &addrs[1..] {
+        if of(a).transpose()? != first {
+            return Err(LogError::Misconfigured(
+                "NATS_URL: every URL must carry the same user and password".into(),
+            ));
+        }
+    }
+    Ok(first)
+}
+
+fn percent_decode(s: &str) -> Option<String> {
+    let bytes = s.as_bytes();
+    let mut out = Vec::with_capacity(bytes.len());
+    let mut i = 0;
+    while i < bytes.len() {
+        if bytes[i] == b'%' {
+            let hex = std::str::from_utf8(bytes.get(i + 1..i + 3)?).ok()?;
+            out.push(u8::from_str_radix(hex, 16).ok()?);
+            i += 3;
+        } else {
+            out.push(bytes[i]);
+            i += 1;
+        }
+    }
+    String::from_utf8(out).ok()
+}
+
 impl JetStreamLog {
     /// Connects to NATS (one URL or several, comma-separated) and creates or checks the
     /// stream. Refuses a stream whose settings weaken the log's guarantees.
     pub async fn connect(urls: &str, cfg: LogConfig) -> Result<JetStreamLog, LogError> {
         let addrs = parse_server_addrs(urls).map_err(LogError::Misconfigured)?;
-        let client = async_nats::ConnectOptions::new()
+        let mut options = async_nats::ConnectOptions::new()
             .name("chronicle")
             .connection_timeout(cfg.request_timeout)
             .request_timeout(Some(cfg.request_timeout))
-            .max_reconnects(None)
-            .connect(addrs)
-            .await
-            .map_err(unavailable)?;
+            .max_reconnects(None);
+        if let Some(ca) = &cfg.ca_file {
+            options = options.add_root_certificates(ca.clone()).require_tls(true);
+        }
+        // async-nats takes credentials from its options only, never from the URL.
+        if let Some((user, password)) = credentials(&addrs)? {
+            options = options.user_and_password(user, password);
+        }
+        let client = options.connect(addrs).await.map_err(unavailable)?;
         let log = JetStreamLog::from_client(client, cfg);
         log.ensure_stream().await?;
         Ok(log)
@@ -776,30 +841,29 @@ impl JetStreamLog {
     ) -> Result<Vec<OutMessage>, LogError> {
         let mut out = Vec::with_capacity(ids.len());
         let mut n = 0usize;
+        // Leave room for the headers within the server's message limit.
+        let max = (self.client.server_info().max_payload).saturating_sub(1024);
         for (write, head) in request.writes.iter().zip(heads) {
             let subject = self.subject_of(&write.stream);
             let mut prev = head.hash.clone();
             for (i, pending) in write.events.iter().enumerate() {
                 let event_type = pending.event.event_type();
                 let version = head.version + 1 + i as u64;
-                let mut envelope = serde_json::json!({
-                    "id": ids[n],
-                    "stream": write.stream,
-                    "type": event_type,
-                    "schema": current_schema(event_type),
-                    "occurred_at": occurred_at,
-                    "actor": pending.actor,
-                    "command_id": request.command_id,
-                    "correlation_id": pending.correlation_id,
-                    "causation_id": pending.causation_id,
-                    "data": pending.event.data(),
-                    "prev_hash": prev,
+                let data = pending.event.data();
+                let (hash, payload) = encode_envelope(&EnvelopeParts {
+                    id: &ids[n],
+                    stream: &write.stream,
+                    event_type,
+                    schema: current_schema(event_type),
+                    occurred_at: &occurred_at,
+                    actor: &pending.actor,
+                    command_id: &request.command_id,
+                    correlation_id: &pending.correlation_id,
+                    causation_id: pending.causation_id.as_ref(),
+                    data: &data,
+                    prev_hash: prev.as_deref(),
                 });
-                let hash = compute_hash(&envelope);
-                envelope["hash"] = Value::String(hash.clone());
-                let payload = Bytes::from(canonical_json(&envelope));
-                // Leave room for the headers within the server's message limit.
-                let max = (self.client.server_info().max_payload).saturating_sub(1024);
+                let payload = Bytes::from(payload);
                 if payload.len() > max {
                     return Err(LogError::TooLarge {
                         size: payload.len(),
