@@ -15,9 +15,7 @@ use serde_json::{Value, json};
 use support::{App, assert_problem};
 use uuid::Uuid;
 
-fn id() -> String {
-    Uuid::new_v4().simple().to_string()
-}
+use chronicle_testkit::id;
 
 fn ndjson(a: &support::Answer) -> Vec<Value> {
     match &a.body {

@@ -10,9 +10,7 @@ use serde_json::{Value, json};
 use support::{App, assert_problem};
 use uuid::Uuid;
 
-fn id() -> String {
-    Uuid::new_v4().simple().to_string()
-}
+use chronicle_testkit::id;
 
 async fn submit_job(app: &App, token: &str) -> String {
     let job_id = id();

@@ -5,11 +5,8 @@ mod support;
 
 use serde_json::{Value, json};
 use support::{App, assert_problem};
-use uuid::Uuid;
 
-fn id() -> String {
-    Uuid::new_v4().simple().to_string()
-}
+use chronicle_testkit::id;
 
 fn pos(a: &support::Answer) -> u64 {
     a.body["position"]

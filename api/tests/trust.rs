@@ -16,9 +16,7 @@ use serde_json::{Value, json};
 use support::{App, assert_problem};
 use uuid::Uuid;
 
-fn id() -> String {
-    Uuid::new_v4().simple().to_string()
-}
+use chronicle_testkit::id;
 
 /// Waits up to `within` for `check` to hold.
 async fn eventually(within: Duration, mut check: impl AsyncFnMut() -> bool) -> bool {

@@ -68,20 +68,7 @@ pub(crate) fn new_job() -> StreamId {
 }
 
 /// The keys the benchmark's Chronicle runs with (hex), and the event keys as a keyring.
-pub(crate) const SIGNING_KEY: &str =
-    "6b1f0e3c5d7a9b2c4e6f8a0b1c3d5e7f9a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d";
-pub(crate) const SEAL_KEY: &str =
-    "1f2e3d4c5b6a79880f1e2d3c4b5a69780e1d2c3b4a5968770d1c2b3a49586766";
-pub(crate) const EVENT_KEY: &str =
-    "3c915e07a26df418b942ce751a83e05b962fd14c68b30efa279d54c6118ae370";
-
-pub(crate) fn keyring() -> chronicle_events::Keyring {
-    let key: [u8; 32] = hex::decode(EVENT_KEY)
-        .expect("a hex constant")
-        .try_into()
-        .expect("32 bytes");
-    chronicle_events::Keyring::new(&key, &[])
-}
+pub(crate) use chronicle_testkit::{EVENT_KEY, SEAL_KEY, SIGNING_KEY, keyring};
 
 pub(crate) fn fresh_config() -> LogConfig {
     let tag = Uuid::new_v4().simple().to_string();

@@ -2,11 +2,9 @@
 //! Governance decisions about it are recorded in the same stream by the command handler
 //! (see [`crate::governance`]); they do not change its state.
 
+use crate::{Decider, Rejection, RejectionCode, require_id, require_text};
 use chronicle_events::domain::AgentEvent;
 use chronicle_events::domain::agent::{AgentMaturityChanged, AgentRegistered, Maturity};
-use chronicle_events::stream_id::valid_id;
-
-use crate::{Decider, Rejection, RejectionCode, require_text};
 
 #[derive(Debug, Clone, PartialEq, Eq)]
 pub enum AgentCommand {
@@ -34,12 +32,17 @@ impl Decider for AgentDecider {
     type Command = AgentCommand;
     type Event = AgentEvent;
     type State = Option<Agent>;
+    type Context = ();
 
     fn initial_state() -> Option<Agent> {
         None
     }
 
-    fn decide(command: &AgentCommand, state: &Option<Agent>) -> Result<Vec<AgentEvent>, Rejection> {
+    fn decide(
+        command: &AgentCommand,
+        state: &Option<Agent>,
+        _: &(),
+    ) -> Result<Vec<AgentEvent>, Rejection> {
         match (command, state) {
             (
                 AgentCommand::Register {
@@ -49,12 +52,7 @@ impl Decider for AgentDecider {
                 },
                 None,
             ) => {
-                if !valid_id(agent_id) {
-                    return Err(Rejection::invalid(
-                        "agent_id",
-                        "agent_id must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', ':' or '@'",
-                    ));
-                }
+                require_id("agent_id", agent_id)?;
                 require_text("name", name, 200)?;
                 Ok(vec![
                     AgentRegistered {
@@ -111,33 +109,82 @@ impl Decider for AgentDecider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::Spec;
+    use RejectionCode::*;
+    use chronicle_events::domain::agent::{Complexity, GovernanceDecisionRecorded, Outcome};
 
-    #[test]
-    fn registered_once_and_maturity_moves_with_a_reason() {
-        let reg = AgentCommand::Register {
+    fn register(agent_id: &str, name: &str) -> AgentCommand {
+        AgentCommand::Register {
+            agent_id: agent_id.into(),
+            name: name.into(),
+            maturity: Maturity::Student,
+        }
+    }
+
+    fn registered() -> AgentEvent {
+        AgentRegistered {
             agent_id: "bot-1".into(),
             name: "Invoice bot".into(),
             maturity: Maturity::Student,
+        }
+        .into()
+    }
+
+    fn change(to: Maturity, reason: &str) -> AgentCommand {
+        AgentCommand::ChangeMaturity {
+            maturity: to,
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn registering() {
+        AgentDecider::given([])
+            .when(register("bot-1", "Invoice bot"))
+            .then([registered()]);
+        AgentDecider::given([registered()])
+            .when(register("bot-1", "Invoice bot"))
+            .then_error(AlreadyExists);
+        AgentDecider::given([])
+            .when(register("bot 1", "Invoice bot"))
+            .then_invalid("agent_id");
+        AgentDecider::given([])
+            .when(register("bot-1", ""))
+            .then_invalid("name");
+    }
+
+    #[test]
+    fn changing_maturity() {
+        AgentDecider::given([registered()])
+            .when(change(Maturity::Intern, "30 days clean"))
+            .then([AgentMaturityChanged {
+                from: Maturity::Student,
+                to: Maturity::Intern,
+                reason: "30 days clean".into(),
+            }
+            .into()]);
+        AgentDecider::given([registered()])
+            .when(change(Maturity::Student, "again"))
+            .then_error(InvalidTransition);
+        AgentDecider::given([registered()])
+            .when(change(Maturity::Intern, " "))
+            .then_invalid("reason");
+        AgentDecider::given([])
+            .when(change(Maturity::Intern, "x"))
+            .then_error(NotFound);
+        // Governance decisions about an agent do not change it.
+        let decision = GovernanceDecisionRecorded {
+            agent_id: "bot-1".into(),
+            action: "job.start".into(),
+            complexity: Complexity::Low,
+            maturity: Maturity::Student,
+            outcome: Outcome::Allowed,
+            reason: "allowed".into(),
+            command_id: uuid::Uuid::nil(),
+            approval_id: None,
         };
-        let s = AgentDecider::fold(&AgentDecider::decide(&reg, &None).unwrap());
-        assert_eq!(
-            AgentDecider::decide(&reg, &s).unwrap_err().code,
-            RejectionCode::AlreadyExists
-        );
-        let up = AgentCommand::ChangeMaturity {
-            maturity: Maturity::Intern,
-            reason: "30 days clean".into(),
-        };
-        let events = AgentDecider::decide(&up, &s).unwrap();
-        let s = AgentDecider::evolve(s, &events[0]);
-        assert_eq!(s.as_ref().unwrap().maturity, Maturity::Intern);
-        assert_eq!(
-            AgentDecider::decide(&up, &s).unwrap_err().code,
-            RejectionCode::InvalidTransition
-        );
-        assert_eq!(
-            AgentDecider::decide(&up, &None).unwrap_err().code,
-            RejectionCode::NotFound
-        );
+        AgentDecider::given([registered(), decision.into()])
+            .when(change(Maturity::Student, "same"))
+            .then_error(InvalidTransition);
     }
 }

@@ -4,10 +4,9 @@ use chronicle_events::domain::ApprovalEvent;
 use chronicle_events::domain::approval::{
     ApprovalGranted, ApprovalRejected, ApprovalRequested, ApprovalStatus,
 };
-use chronicle_events::stream_id::valid_id;
 use uuid::Uuid;
 
-use crate::{Decider, Rejection, RejectionCode, require_text};
+use crate::{Decider, Rejection, RejectionCode, require_id, require_text};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum ApprovalCommand {
@@ -54,6 +53,7 @@ impl Decider for ApprovalDecider {
     type Command = ApprovalCommand;
     type Event = ApprovalEvent;
     type State = Option<Approval>;
+    type Context = ();
 
     fn initial_state() -> Option<Approval> {
         None
@@ -62,6 +62,7 @@ impl Decider for ApprovalDecider {
     fn decide(
         command: &ApprovalCommand,
         state: &Option<Approval>,
+        _: &(),
     ) -> Result<Vec<ApprovalEvent>, Rejection> {
         match (command, state) {
             (
@@ -75,12 +76,7 @@ impl Decider for ApprovalDecider {
                 },
                 None,
             ) => {
-                if !valid_id(approval_id) {
-                    return Err(Rejection::invalid(
-                        "approval_id",
-                        "approval_id must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', ':' or '@'",
-                    ));
-                }
+                require_id("approval_id", approval_id)?;
                 require_text("action", action, 200)?;
                 require_text("reason", reason, 2000)?;
                 Ok(vec![
@@ -154,10 +150,27 @@ impl Decider for ApprovalDecider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::Spec;
+    use RejectionCode::*;
     use serde_json::json;
 
-    fn request() -> ApprovalCommand {
+    fn request_with(approval_id: &str, action: &str, reason: &str) -> ApprovalCommand {
         ApprovalCommand::Request {
+            approval_id: approval_id.into(),
+            action: action.into(),
+            payload: json!({"amount": 100}),
+            reason: reason.into(),
+            escalated_command_id: None,
+            agent_id: None,
+        }
+    }
+
+    fn request() -> ApprovalCommand {
+        request_with("ap1", "wire.send", "vendor payment")
+    }
+
+    fn requested() -> ApprovalEvent {
+        ApprovalRequested {
             approval_id: "ap1".into(),
             action: "wire.send".into(),
             payload: json!({"amount": 100}),
@@ -165,56 +178,104 @@ mod tests {
             escalated_command_id: None,
             agent_id: None,
         }
+        .into()
     }
 
-    fn after(commands: &[ApprovalCommand]) -> Option<Approval> {
-        let mut s = None;
-        for c in commands {
-            for e in ApprovalDecider::decide(c, &s).unwrap() {
-                s = ApprovalDecider::evolve(s, &e);
+    fn reject(reason: &str) -> ApprovalCommand {
+        ApprovalCommand::Reject {
+            reason: reason.into(),
+        }
+    }
+
+    #[test]
+    fn requesting() {
+        ApprovalDecider::given([])
+            .when(request())
+            .then([requested()]);
+        // An escalated command's request carries its id and the agent.
+        let escalated = Uuid::from_u128(7);
+        ApprovalDecider::given([])
+            .when(ApprovalCommand::Request {
+                approval_id: "ap1".into(),
+                action: "job.cancel".into(),
+                payload: json!({"command": "cancel_job"}),
+                reason: "one level short".into(),
+                escalated_command_id: Some(escalated),
+                agent_id: Some("bot".into()),
+            })
+            .then([ApprovalRequested {
+                approval_id: "ap1".into(),
+                action: "job.cancel".into(),
+                payload: json!({"command": "cancel_job"}),
+                reason: "one level short".into(),
+                escalated_command_id: Some(escalated),
+                agent_id: Some("bot".into()),
             }
-        }
-        s
+            .into()]);
+        ApprovalDecider::given([requested()])
+            .when(request())
+            .then_error(AlreadyExists);
+        ApprovalDecider::given([])
+            .when(request_with("a/b", "wire.send", "r"))
+            .then_invalid("approval_id");
+        ApprovalDecider::given([])
+            .when(request_with("ap1", " ", "r"))
+            .then_invalid("action");
+        ApprovalDecider::given([])
+            .when(request_with("ap1", "wire.send", ""))
+            .then_invalid("reason");
     }
 
     #[test]
-    fn a_request_is_pending_then_decided_once() {
-        let s = after(&[request()]);
-        assert_eq!(s.as_ref().unwrap().status, ApprovalStatus::Pending);
-        let s = after(&[request(), ApprovalCommand::Approve { reason: None }]);
-        assert_eq!(s.as_ref().unwrap().status, ApprovalStatus::Approved);
-        for again in [
-            ApprovalCommand::Approve { reason: None },
-            ApprovalCommand::Reject {
+    fn approving() {
+        ApprovalDecider::given([requested()])
+            .when(ApprovalCommand::Approve { reason: None })
+            .then([ApprovalGranted { reason: None }.into()]);
+        ApprovalDecider::given([requested()])
+            .when(ApprovalCommand::Approve {
+                reason: Some("checked".into()),
+            })
+            .then([ApprovalGranted {
+                reason: Some("checked".into()),
+            }
+            .into()]);
+        ApprovalDecider::given([requested()])
+            .when(ApprovalCommand::Approve {
+                reason: Some(" ".into()),
+            })
+            .then_invalid("reason");
+        ApprovalDecider::given([])
+            .when(ApprovalCommand::Approve { reason: None })
+            .then_error(NotFound);
+        for decided in [
+            ApprovalGranted { reason: None }.into(),
+            ApprovalRejected {
                 reason: "no".into(),
-            },
+            }
+            .into(),
         ] {
-            assert_eq!(
-                ApprovalDecider::decide(&again, &s).unwrap_err().code,
-                RejectionCode::InvalidTransition
-            );
+            ApprovalDecider::given([requested(), decided])
+                .when(ApprovalCommand::Approve { reason: None })
+                .then_error(InvalidTransition);
         }
     }
 
     #[test]
-    fn rules() {
-        assert_eq!(
-            ApprovalDecider::decide(&request(), &after(&[request()]))
-                .unwrap_err()
-                .code,
-            RejectionCode::AlreadyExists
-        );
-        assert_eq!(
-            ApprovalDecider::decide(&ApprovalCommand::Approve { reason: None }, &None)
-                .unwrap_err()
-                .code,
-            RejectionCode::NotFound
-        );
-        let r = ApprovalDecider::decide(
-            &ApprovalCommand::Reject { reason: "".into() },
-            &after(&[request()]),
-        )
-        .unwrap_err();
-        assert_eq!(r.field, Some("reason"));
+    fn rejecting() {
+        ApprovalDecider::given([requested()])
+            .when(reject("wrong vendor"))
+            .then([ApprovalRejected {
+                reason: "wrong vendor".into(),
+            }
+            .into()]);
+        ApprovalDecider::given([requested()])
+            .when(reject(""))
+            .then_invalid("reason");
+        ApprovalDecider::given([])
+            .when(reject("x"))
+            .then_error(NotFound);
+        ApprovalDecider::given([requested(), ApprovalGranted { reason: None }.into()])
+            .when(reject("late"))
+            .then_error(InvalidTransition);
     }
 }

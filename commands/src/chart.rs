@@ -37,6 +37,18 @@ pub fn valid_code(code: &str) -> bool {
             .all(|b| b.is_ascii_alphanumeric() || matches!(b, b'-' | b'_'))
 }
 
+/// Checks an account code.
+pub fn require_code(code: &str) -> Result<(), Rejection> {
+    if valid_code(code) {
+        Ok(())
+    } else {
+        Err(Rejection::invalid(
+            "code",
+            "code must be 1 to 32 characters of A-Z, a-z, 0-9, '-' or '_'",
+        ))
+    }
+}
+
 /// ISO 4217 style: three upper-case letters.
 pub fn valid_currency(c: &str) -> bool {
     c.len() == 3 && c.bytes().all(|b| b.is_ascii_uppercase())
@@ -46,6 +58,7 @@ impl Decider for ChartDecider {
     type Command = ChartCommand;
     type Event = ChartEvent;
     type State = Option<Account>;
+    type Context = ();
 
     fn initial_state() -> Option<Account> {
         None
@@ -54,6 +67,7 @@ impl Decider for ChartDecider {
     fn decide(
         command: &ChartCommand,
         state: &Option<Account>,
+        _: &(),
     ) -> Result<Vec<ChartEvent>, Rejection> {
         match (command, state) {
             (
@@ -65,12 +79,7 @@ impl Decider for ChartDecider {
                 },
                 None,
             ) => {
-                if !valid_code(code) {
-                    return Err(Rejection::invalid(
-                        "code",
-                        "code must be 1 to 32 characters of A-Z, a-z, 0-9, '-' or '_'",
-                    ));
-                }
+                require_code(code)?;
                 require_text("name", name, 200)?;
                 if !valid_currency(currency) {
                     return Err(Rejection::invalid(
@@ -120,60 +129,58 @@ impl Decider for ChartDecider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::Spec;
 
-    fn open(code: &str, currency: &str) -> ChartCommand {
+    fn open(code: &str, name: &str, currency: &str) -> ChartCommand {
         ChartCommand::Open {
             code: code.into(),
-            name: "Cash".into(),
+            name: name.into(),
             account_type: AccountType::Asset,
             currency: currency.into(),
         }
     }
 
-    #[test]
-    fn opened_once_closed_once() {
-        let events = ChartDecider::decide(&open("1000", "EUR"), &None).unwrap();
-        let s = ChartDecider::fold(&events);
-        assert!(s.as_ref().unwrap().open);
-        assert_eq!(
-            ChartDecider::decide(&open("1000", "EUR"), &s)
-                .unwrap_err()
-                .code,
-            RejectionCode::AlreadyExists
-        );
-        let closed = ChartDecider::evolve(
-            s.clone(),
-            &ChartDecider::decide(&ChartCommand::Close, &s).unwrap()[0],
-        );
-        assert_eq!(
-            ChartDecider::decide(&ChartCommand::Close, &closed)
-                .unwrap_err()
-                .code,
-            RejectionCode::AccountClosed
-        );
-        assert_eq!(
-            ChartDecider::decide(&ChartCommand::Close, &None)
-                .unwrap_err()
-                .code,
-            RejectionCode::NotFound
-        );
+    fn opened() -> ChartEvent {
+        AccountOpened {
+            code: "1000".into(),
+            name: "Cash".into(),
+            account_type: AccountType::Asset,
+            currency: "EUR".into(),
+        }
+        .into()
     }
 
     #[test]
-    fn codes_and_currencies_are_validated() {
-        assert_eq!(
-            ChartDecider::decide(&open("10.00", "EUR"), &None)
-                .unwrap_err()
-                .field,
-            Some("code")
-        );
+    fn opening() {
+        ChartDecider::given([])
+            .when(open("1000", "Cash", "EUR"))
+            .then([opened()]);
+        ChartDecider::given([opened()])
+            .when(open("1000", "Cash", "EUR"))
+            .then_error(RejectionCode::AlreadyExists);
+        ChartDecider::given([])
+            .when(open("10.00", "Cash", "EUR"))
+            .then_invalid("code");
+        ChartDecider::given([])
+            .when(open("1000", " ", "EUR"))
+            .then_invalid("name");
         for bad in ["eur", "EURO", "E1R", ""] {
-            assert_eq!(
-                ChartDecider::decide(&open("1000", bad), &None)
-                    .unwrap_err()
-                    .field,
-                Some("currency")
-            );
+            ChartDecider::given([])
+                .when(open("1000", "Cash", bad))
+                .then_invalid("currency");
         }
+    }
+
+    #[test]
+    fn closing() {
+        ChartDecider::given([opened()])
+            .when(ChartCommand::Close)
+            .then([AccountClosed {}.into()]);
+        ChartDecider::given([opened(), AccountClosed {}.into()])
+            .when(ChartCommand::Close)
+            .then_error(RejectionCode::AccountClosed);
+        ChartDecider::given([])
+            .when(ChartCommand::Close)
+            .then_error(RejectionCode::NotFound);
     }
 }

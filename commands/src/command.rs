@@ -10,8 +10,8 @@ use chrono::{DateTime, NaiveDate, Utc};
 use serde::{Deserialize, Serialize};
 use uuid::Uuid;
 
+use crate::Rejection;
 use crate::governance::Action;
-use crate::{Rejection, RejectionCode};
 
 #[derive(Debug, Clone, PartialEq, Serialize, Deserialize)]
 #[serde(tag = "command", rename_all = "snake_case")]
@@ -110,12 +110,7 @@ pub enum Command {
 pub const BYPASS_STREAM_ID: &str = "bypass";
 
 fn stream(domain: Domain, id: &str, field: &'static str) -> Result<StreamId, Rejection> {
-    StreamId::new(domain, id).map_err(|_| {
-        Rejection::invalid(
-            field,
-            format!("{field} must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', ':' or '@'"),
-        )
-    })
+    StreamId::new(domain, id).map_err(|_| Rejection::bad_id(field))
 }
 
 impl Command {
@@ -163,12 +158,7 @@ impl Command {
                 stream(Domain::Approval, approval_id, "approval_id")
             }
             OpenAccount { code, .. } | CloseAccount { code } => {
-                if !crate::chart::valid_code(code) {
-                    return Err(Rejection::invalid(
-                        "code",
-                        "code must be 1 to 32 characters of A-Z, a-z, 0-9, '-' or '_'",
-                    ));
-                }
+                crate::chart::require_code(code)?;
                 stream(Domain::Chart, code, "code")
             }
             PostEntry { entry_id, .. } | ReverseEntry { entry_id, .. } => {
@@ -194,8 +184,4 @@ impl Command {
                 | RegisterAgent { .. }
         )
     }
-}
-
-pub(crate) fn not_found(what: &str) -> Rejection {
-    Rejection::new(RejectionCode::NotFound, format!("no such {what}"))
 }

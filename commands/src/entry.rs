@@ -1,21 +1,21 @@
 //! The journal-entry decider: a balanced entry is posted once and reversed at most once.
 //!
-//! A posting is checked against the chart of accounts as of its decision (the handler
-//! loads the accounts its lines name): two or more lines, each exactly one of debit and
-//! credit, a positive amount in integer minor units, on an open account of the line's
+//! A posting is checked against the chart of accounts as of its decision (its context: the
+//! handler loads the accounts its lines name): two or more lines, each exactly one of debit
+//! and credit, a positive amount in integer minor units, on an open account of the line's
 //! currency; per currency, debits equal credits. Sums are checked for overflow; nothing
-//! is rounded.
+//! is rounded. A reversal is two decisions in one append: `Reverse` on the entry, and
+//! `Mirror` on the reversal's own stream (which must not exist yet).
 
 use std::collections::{BTreeMap, HashMap};
 
 use chronicle_events::domain::EntryEvent;
 use chronicle_events::domain::entry::{JournalEntryPosted, JournalEntryReversed, JournalLine};
 use chronicle_events::domain::money::MinorUnits;
-use chronicle_events::stream_id::valid_id;
 use chrono::NaiveDate;
 
 use crate::chart::Account;
-use crate::{Decider, Rejection, RejectionCode, require_text};
+use crate::{Decider, Rejection, RejectionCode, require_id, require_text};
 
 pub const MAX_LINES: usize = 500;
 
@@ -31,7 +31,16 @@ pub enum EntryCommand {
         reason: String,
         reversal_entry_id: String,
     },
+    /// The reversal's own entry: the mirror of `original`, effective `on`.
+    Mirror {
+        original: JournalEntryPosted,
+        reversal_entry_id: String,
+        on: NaiveDate,
+    },
 }
+
+/// The accounts a decision consults, by code.
+pub type Chart = HashMap<String, Account>;
 
 #[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
 pub struct Entry {
@@ -149,12 +158,20 @@ pub fn mirror(
     }
 }
 
-impl EntryDecider {
-    /// Decides a command with the chart of accounts as of now.
-    pub fn decide_with_chart(
+impl Decider for EntryDecider {
+    type Command = EntryCommand;
+    type Event = EntryEvent;
+    type State = Option<Entry>;
+    type Context = Chart;
+
+    fn initial_state() -> Option<Entry> {
+        None
+    }
+
+    fn decide(
         command: &EntryCommand,
         state: &Option<Entry>,
-        accounts: &HashMap<String, Account>,
+        accounts: &Chart,
     ) -> Result<Vec<EntryEvent>, Rejection> {
         match (command, state) {
             (
@@ -166,12 +183,7 @@ impl EntryDecider {
                 },
                 None,
             ) => {
-                if !valid_id(entry_id) {
-                    return Err(Rejection::invalid(
-                        "entry_id",
-                        "entry_id must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', ':' or '@'",
-                    ));
-                }
+                require_id("entry_id", entry_id)?;
                 if memo.chars().count() > 2000 {
                     return Err(Rejection::invalid(
                         "memo",
@@ -190,10 +202,7 @@ impl EntryDecider {
                     .into(),
                 ])
             }
-            (EntryCommand::Post { entry_id, .. }, Some(_)) => Err(Rejection::new(
-                RejectionCode::AlreadyExists,
-                format!("entry {entry_id} already exists"),
-            )),
+            (EntryCommand::Post { entry_id, .. }, Some(_)) => Err(already_exists(entry_id)),
             (EntryCommand::Reverse { .. }, None) => {
                 Err(Rejection::new(RejectionCode::NotFound, "no such entry"))
             }
@@ -205,6 +214,7 @@ impl EntryDecider {
                 Some(entry),
             ) => {
                 require_text("reason", reason, 2000)?;
+                require_id("reversal_entry_id", reversal_entry_id)?;
                 if let Some(by) = &entry.reversed_by {
                     return Err(Rejection::new(
                         RejectionCode::InvalidTransition,
@@ -229,23 +239,21 @@ impl EntryDecider {
                     .into(),
                 ])
             }
+            (
+                EntryCommand::Mirror {
+                    original,
+                    reversal_entry_id,
+                    on,
+                },
+                None,
+            ) => Ok(vec![mirror(original, reversal_entry_id, *on).into()]),
+            (
+                EntryCommand::Mirror {
+                    reversal_entry_id, ..
+                },
+                Some(_),
+            ) => Err(already_exists(reversal_entry_id)),
         }
-    }
-}
-
-impl Decider for EntryDecider {
-    type Command = EntryCommand;
-    type Event = EntryEvent;
-    type State = Option<Entry>;
-
-    fn initial_state() -> Option<Entry> {
-        None
-    }
-
-    /// Without a chart every line names an unknown account; the handler uses
-    /// [`EntryDecider::decide_with_chart`].
-    fn decide(command: &EntryCommand, state: &Option<Entry>) -> Result<Vec<EntryEvent>, Rejection> {
-        Self::decide_with_chart(command, state, &HashMap::new())
     }
 
     fn evolve(state: Option<Entry>, event: &EntryEvent) -> Option<Entry> {
@@ -262,13 +270,22 @@ impl Decider for EntryDecider {
     }
 }
 
+fn already_exists(entry_id: &str) -> Rejection {
+    Rejection::new(
+        RejectionCode::AlreadyExists,
+        format!("entry {entry_id} already exists"),
+    )
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::Spec;
+    use RejectionCode::*;
     use chronicle_events::domain::chart::AccountType;
     use proptest::prelude::*;
 
-    fn chart() -> HashMap<String, Account> {
+    fn chart() -> Chart {
         let acc = |code: &str, currency: &str, open: bool| {
             (
                 code.to_owned(),
@@ -301,49 +318,95 @@ mod tests {
         }
     }
 
+    fn date() -> NaiveDate {
+        NaiveDate::from_ymd_opt(2026, 1, 31).unwrap()
+    }
+
     fn post(lines: Vec<JournalLine>) -> EntryCommand {
         EntryCommand::Post {
             entry_id: "e1".into(),
-            effective_date: NaiveDate::from_ymd_opt(2026, 1, 31).unwrap(),
+            effective_date: date(),
             memo: "sale".into(),
             lines,
         }
     }
 
-    fn outcome(lines: Vec<JournalLine>) -> Result<Vec<EntryEvent>, Rejection> {
-        EntryDecider::decide_with_chart(&post(lines), &None, &chart())
+    fn sale() -> Vec<JournalLine> {
+        vec![
+            line("cash", Some(1250), None, "EUR"),
+            line("sales", None, Some(1250), "EUR"),
+        ]
+    }
+
+    fn posted(lines: Vec<JournalLine>) -> JournalEntryPosted {
+        JournalEntryPosted {
+            entry_id: "e1".into(),
+            effective_date: date(),
+            memo: "sale".into(),
+            lines,
+            reverses: None,
+        }
     }
 
     fn code(lines: Vec<JournalLine>) -> RejectionCode {
-        outcome(lines).unwrap_err().code
+        EntryDecider::decide(&post(lines), &None, &chart())
+            .unwrap_err()
+            .code
     }
 
     #[test]
-    fn a_balanced_entry_posts() {
-        assert!(
-            outcome(vec![
-                line("cash", Some(1250), None, "EUR"),
-                line("sales", None, Some(1250), "EUR"),
-            ])
-            .is_ok()
-        );
-        // Balanced per currency, two currencies in one entry.
-        assert!(
-            outcome(vec![
-                line("cash", Some(5), None, "EUR"),
-                line("sales", None, Some(5), "EUR"),
-                line("usd", Some(i64::MAX), None, "USD"),
-                line("usd2", None, Some(i64::MAX), "USD"),
-            ])
-            .is_ok()
-        );
+    fn posting() {
+        EntryDecider::given([])
+            .with(chart())
+            .when(post(sale()))
+            .then([posted(sale()).into()]);
+        // Balanced per currency, two currencies in one entry, up to 2^63-1.
+        let two = vec![
+            line("cash", Some(5), None, "EUR"),
+            line("sales", None, Some(5), "EUR"),
+            line("usd", Some(i64::MAX), None, "USD"),
+            line("usd2", None, Some(i64::MAX), "USD"),
+        ];
+        EntryDecider::given([])
+            .with(chart())
+            .when(post(two.clone()))
+            .then([posted(two).into()]);
+        EntryDecider::given([posted(sale()).into()])
+            .with(chart())
+            .when(post(sale()))
+            .then_error(AlreadyExists);
+        EntryDecider::given([])
+            .with(chart())
+            .when(EntryCommand::Post {
+                entry_id: "e.1".into(),
+                effective_date: date(),
+                memo: String::new(),
+                lines: sale(),
+            })
+            .then_invalid("entry_id");
+        EntryDecider::given([])
+            .with(chart())
+            .when(EntryCommand::Post {
+                entry_id: "e1".into(),
+                effective_date: date(),
+                memo: "m".repeat(2001),
+                lines: sale(),
+            })
+            .then_invalid("memo");
+        // Without the chart, every account is unknown.
+        EntryDecider::given([])
+            .when(post(sale()))
+            .then_error(UnknownAccount);
     }
 
     #[test]
-    fn every_rule_has_its_code() {
-        use RejectionCode::*;
+    fn every_posting_rule_has_its_code() {
         assert_eq!(
             code(vec![line("cash", Some(1), None, "EUR")]),
+            ValidationFailed
+        );
+        assert_eq!(
+            code(vec![line("cash", Some(1), None, "EUR"); 501]),
             ValidationFailed
         );
         assert_eq!(
@@ -399,33 +462,75 @@ mod tests {
         );
     }
 
+    fn reverse(reason: &str, id: &str) -> EntryCommand {
+        EntryCommand::Reverse {
+            reason: reason.into(),
+            reversal_entry_id: id.into(),
+        }
+    }
+
     #[test]
-    fn reversed_once_with_a_mirror() {
-        let events = outcome(vec![
-            line("cash", Some(10), None, "EUR"),
-            line("sales", None, Some(10), "EUR"),
+    fn reversing() {
+        let given = || EntryDecider::given([posted(sale()).into()]).with(chart());
+        given()
+            .when(reverse("typo", "e1-rev"))
+            .then([JournalEntryReversed {
+                reason: "typo".into(),
+                reversal_entry_id: "e1-rev".into(),
+            }
+            .into()]);
+        EntryDecider::given([
+            posted(sale()).into(),
+            JournalEntryReversed {
+                reason: "typo".into(),
+                reversal_entry_id: "e1-rev".into(),
+            }
+            .into(),
         ])
-        .unwrap();
-        let s = EntryDecider::fold(&events);
-        let reverse = EntryCommand::Reverse {
-            reason: "typo".into(),
-            reversal_entry_id: "e1-rev".into(),
+        .with(chart())
+        .when(reverse("again", "e1-rev2"))
+        .then_error(InvalidTransition);
+        EntryDecider::given([])
+            .with(chart())
+            .when(reverse("typo", "e1-rev"))
+            .then_error(NotFound);
+        given().when(reverse(" ", "e1-rev")).then_invalid("reason");
+        given()
+            .when(reverse("typo", "e1 rev"))
+            .then_invalid("reversal_entry_id");
+        // The mirror must post today: an account closed since refuses it.
+        let mut closed = chart();
+        closed.get_mut("sales").unwrap().open = false;
+        EntryDecider::given([posted(sale()).into()])
+            .with(closed)
+            .when(reverse("typo", "e1-rev"))
+            .then_error(AccountClosed);
+    }
+
+    #[test]
+    fn the_mirror_of_a_reversal() {
+        let on = NaiveDate::from_ymd_opt(2026, 2, 3).unwrap();
+        let mirror_of = |id: &str| EntryCommand::Mirror {
+            original: posted(sale()),
+            reversal_entry_id: id.into(),
+            on,
         };
-        let rev = EntryDecider::decide_with_chart(&reverse, &s, &chart()).unwrap();
-        let m = mirror(
-            &s.as_ref().unwrap().posted,
-            "e1-rev",
-            s.as_ref().unwrap().posted.effective_date,
-        );
-        assert_eq!(m.lines[0].credit, Some(MinorUnits(10)));
-        assert_eq!(m.reverses.as_deref(), Some("e1"));
-        let s = EntryDecider::evolve(s, &rev[0]);
-        assert_eq!(
-            EntryDecider::decide_with_chart(&reverse, &s, &chart())
-                .unwrap_err()
-                .code,
-            RejectionCode::InvalidTransition
-        );
+        EntryDecider::given([])
+            .when(mirror_of("e1-rev"))
+            .then([JournalEntryPosted {
+                entry_id: "e1-rev".into(),
+                effective_date: on,
+                memo: "Reversal of e1".into(),
+                lines: vec![
+                    line("cash", None, Some(1250), "EUR"),
+                    line("sales", Some(1250), None, "EUR"),
+                ],
+                reverses: Some("e1".into()),
+            }
+            .into()]);
+        EntryDecider::given([posted(sale()).into()])
+            .when(mirror_of("e1"))
+            .then_error(AlreadyExists);
     }
 
     proptest! {
@@ -442,7 +547,7 @@ mod tests {
                     if *debit { line(codes[*a], Some(*amount), None, cur) } else { line(codes[*a], None, Some(*amount), cur) }
                 })
                 .collect();
-            if outcome(lines.clone()).is_ok() {
+            if EntryDecider::decide(&post(lines.clone()), &None, &chart()).is_ok() {
                 let mut sums: BTreeMap<String, i128> = BTreeMap::new();
                 for l in &lines {
                     let s = sums.entry(l.currency.clone()).or_default();

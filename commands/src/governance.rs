@@ -169,12 +169,13 @@ impl Decider for BypassDecider {
     type Command = SetBypass;
     type Event = GovernanceEvent;
     type State = Bypass;
+    type Context = ();
 
     fn initial_state() -> Bypass {
         Bypass::default()
     }
 
-    fn decide(c: &SetBypass, _state: &Bypass) -> Result<Vec<GovernanceEvent>, Rejection> {
+    fn decide(c: &SetBypass, _state: &Bypass, _: &()) -> Result<Vec<GovernanceEvent>, Rejection> {
         require_text("reason", &c.reason, 2000)?;
         match (c.enabled, c.until) {
             (false, Some(_)) => {
@@ -245,35 +246,68 @@ mod tests {
     }
 
     #[test]
+    fn switching_the_bypass() {
+        use crate::spec::Spec;
+        let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
+        let until = now + chrono::Duration::hours(1);
+        let set = |enabled, until| SetBypass {
+            enabled,
+            reason: "incident 42".into(),
+            until,
+            now,
+        };
+        let changed = |enabled, until| -> GovernanceEvent {
+            GovernanceBypassChanged {
+                enabled,
+                reason: "incident 42".into(),
+                until,
+            }
+            .into()
+        };
+        BypassDecider::given([])
+            .when(set(true, Some(until)))
+            .then([changed(true, Some(until))]);
+        BypassDecider::given([changed(true, None)])
+            .when(set(false, None))
+            .then([changed(false, None)]);
+        BypassDecider::given([])
+            .when(set(true, Some(now)))
+            .then_invalid("until");
+        BypassDecider::given([])
+            .when(set(false, Some(until)))
+            .then_invalid("until");
+        BypassDecider::given([])
+            .when(SetBypass {
+                reason: " ".into(),
+                ..set(true, None)
+            })
+            .then_invalid("reason");
+    }
+
+    #[test]
     fn the_bypass_holds_only_while_on_and_before_until() {
         let now: DateTime<Utc> = "2026-01-01T00:00:00Z".parse().unwrap();
         let until = now + chrono::Duration::hours(1);
-        let on = SetBypass {
-            enabled: true,
-            reason: "incident 42".into(),
-            until: Some(until),
-            now,
-        };
-        let s = BypassDecider::fold(&BypassDecider::decide(&on, &Bypass::default()).unwrap());
-        assert!(s.active_at(now));
-        assert!(!s.active_at(until));
-        let past = SetBypass {
-            until: Some(now),
-            ..on.clone()
-        };
-        assert_eq!(
-            BypassDecider::decide(&past, &s).unwrap_err().field,
-            Some("until")
+        let on = BypassDecider::evolve(
+            Bypass::default(),
+            &GovernanceBypassChanged {
+                enabled: true,
+                reason: "r".into(),
+                until: Some(until),
+            }
+            .into(),
         );
-        let off = SetBypass {
-            enabled: false,
-            until: None,
-            ..on
-        };
-        let s = BypassDecider::evolve(
-            s,
-            &BypassDecider::decide(&off, &Bypass::default()).unwrap()[0],
+        assert!(on.active_at(now));
+        assert!(!on.active_at(until));
+        let off = BypassDecider::evolve(
+            on,
+            &GovernanceBypassChanged {
+                enabled: false,
+                reason: "r".into(),
+                until: None,
+            }
+            .into(),
         );
-        assert!(!s.active_at(now));
+        assert!(!off.active_at(now));
     }
 }

@@ -3,13 +3,11 @@
 //! Statuses move only along `PENDING→RUNNING→COMPLETED|FAILED`, `PENDING|RUNNING→CANCELLED`
 //! and `FAILED→PENDING` (retry); anything else is `INVALID_TRANSITION`.
 
+use crate::{Decider, Rejection, RejectionCode, require_id, require_text};
 use chronicle_events::domain::JobEvent;
 use chronicle_events::domain::job::{
     JobCancelled, JobCompleted, JobFailed, JobRetried, JobStarted, JobStatus, JobSubmitted,
 };
-use chronicle_events::stream_id::valid_id;
-
-use crate::{Decider, Rejection, RejectionCode, require_text};
 
 #[derive(Debug, Clone, PartialEq)]
 pub enum JobCommand {
@@ -78,12 +76,17 @@ impl Decider for JobDecider {
     type Command = JobCommand;
     type Event = JobEvent;
     type State = Option<Job>;
+    type Context = ();
 
     fn initial_state() -> Option<Job> {
         None
     }
 
-    fn decide(command: &JobCommand, state: &Option<Job>) -> Result<Vec<JobEvent>, Rejection> {
+    fn decide(
+        command: &JobCommand,
+        state: &Option<Job>,
+        _: &(),
+    ) -> Result<Vec<JobEvent>, Rejection> {
         use JobStatus::*;
         let job = match (command, state) {
             (
@@ -95,18 +98,8 @@ impl Decider for JobDecider {
                 },
                 None,
             ) => {
-                if !valid_id(job_id) {
-                    return Err(Rejection::invalid(
-                        "job_id",
-                        "job_id must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', ':' or '@'",
-                    ));
-                }
-                if !valid_id(agent_id) {
-                    return Err(Rejection::invalid(
-                        "agent_id",
-                        "agent_id must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', ':' or '@'",
-                    ));
-                }
+                require_id("job_id", job_id)?;
+                require_id("agent_id", agent_id)?;
                 require_text("kind", kind, 200)?;
                 return Ok(vec![
                     JobSubmitted {
@@ -189,6 +182,8 @@ impl Decider for JobDecider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::Spec;
+    use RejectionCode::*;
     use proptest::prelude::*;
     use serde_json::json;
 
@@ -201,113 +196,134 @@ mod tests {
         }
     }
 
-    /// Given these commands (each must be accepted), when `command`, then the outcome.
-    fn given_when(given: &[JobCommand], command: JobCommand) -> Result<Vec<JobEvent>, Rejection> {
-        let mut state = JobDecider::initial_state();
-        for c in given {
-            for e in JobDecider::decide(c, &state).expect("given commands are accepted") {
-                state = JobDecider::evolve(state, &e);
-            }
+    fn submitted() -> JobEvent {
+        JobSubmitted {
+            job_id: "j1".into(),
+            agent_id: "agent-1".into(),
+            kind: "summarise".into(),
+            input: json!({"doc": "a.pdf"}),
         }
-        JobDecider::decide(&command, &state)
+        .into()
     }
 
-    fn code(r: Result<Vec<JobEvent>, Rejection>) -> RejectionCode {
-        r.expect_err("expected a rejection").code
+    fn started() -> JobEvent {
+        JobStarted {}.into()
     }
 
-    #[test]
-    fn a_submitted_job_is_pending() {
-        let events = given_when(&[], submit()).unwrap();
-        let state = JobDecider::fold(&events);
-        assert_eq!(state.unwrap().status, JobStatus::Pending);
+    fn failed() -> JobEvent {
+        JobFailed {
+            error: "timeout".into(),
+        }
+        .into()
     }
 
-    #[test]
-    fn submitting_twice_is_already_exists() {
-        assert_eq!(
-            code(given_when(&[submit()], submit())),
-            RejectionCode::AlreadyExists
-        );
-    }
-
-    #[test]
-    fn commands_on_a_missing_job_are_not_found() {
-        assert_eq!(
-            code(given_when(&[], JobCommand::Start)),
-            RejectionCode::NotFound
-        );
+    fn submit_with(job_id: &str, agent_id: &str, kind: &str) -> JobCommand {
+        JobCommand::Submit {
+            job_id: job_id.into(),
+            agent_id: agent_id.into(),
+            kind: kind.into(),
+            input: json!({"doc": "a.pdf"}),
+        }
     }
 
     #[test]
-    fn the_happy_path_and_retry() {
+    fn submitting() {
+        JobDecider::given([]).when(submit()).then([submitted()]);
+        JobDecider::given([submitted()])
+            .when(submit())
+            .then_error(AlreadyExists);
+        JobDecider::given([])
+            .when(submit_with("a.b", "agent-1", "k"))
+            .then_invalid("job_id");
+        JobDecider::given([])
+            .when(submit_with("j1", "a b", "k"))
+            .then_invalid("agent_id");
+        JobDecider::given([])
+            .when(submit_with("j1", "agent-1", " "))
+            .then_invalid("kind");
+    }
+
+    #[test]
+    fn starting() {
+        JobDecider::given([submitted()])
+            .when(JobCommand::Start)
+            .then([started()]);
+        JobDecider::given([submitted(), started()])
+            .when(JobCommand::Start)
+            .then_error(InvalidTransition);
+        JobDecider::given([])
+            .when(JobCommand::Start)
+            .then_error(NotFound);
+    }
+
+    #[test]
+    fn completing() {
+        let complete = JobCommand::Complete { result: json!(1) };
+        JobDecider::given([submitted(), started()])
+            .when(complete.clone())
+            .then([JobCompleted { result: json!(1) }.into()]);
+        JobDecider::given([submitted()])
+            .when(complete)
+            .then_error(InvalidTransition);
+    }
+
+    #[test]
+    fn failing() {
         let fail = JobCommand::Fail {
             error: "timeout".into(),
         };
-        assert!(given_when(&[submit()], JobCommand::Start).is_ok());
-        assert!(given_when(&[submit(), JobCommand::Start], fail.clone()).is_ok());
-        assert!(
-            given_when(
-                &[submit(), JobCommand::Start, fail.clone()],
-                JobCommand::Retry
-            )
-            .is_ok()
-        );
-        assert!(
-            given_when(
-                &[submit(), JobCommand::Start, fail, JobCommand::Retry],
-                JobCommand::Start
-            )
-            .is_ok()
-        );
+        JobDecider::given([submitted(), started()])
+            .when(fail.clone())
+            .then([failed()]);
+        JobDecider::given([submitted()])
+            .when(fail)
+            .then_error(InvalidTransition);
+        JobDecider::given([submitted(), started()])
+            .when(JobCommand::Fail { error: "".into() })
+            .then_invalid("error");
     }
 
     #[test]
-    fn illegal_moves_are_invalid_transitions() {
-        let complete = JobCommand::Complete { result: json!(1) };
+    fn cancelling() {
         let cancel = JobCommand::Cancel {
-            reason: "no longer needed".into(),
+            reason: "not needed".into(),
         };
-        for (given, when) in [
-            (vec![submit()], complete.clone()),
-            (vec![submit()], JobCommand::Retry),
-            (vec![submit(), JobCommand::Start], JobCommand::Start),
-            (
-                vec![submit(), JobCommand::Start, complete.clone()],
-                cancel.clone(),
-            ),
-            (vec![submit(), cancel.clone()], JobCommand::Start),
-            (
-                vec![submit(), JobCommand::Start, complete],
-                JobCommand::Retry,
-            ),
-        ] {
-            assert_eq!(
-                code(given_when(&given, when.clone())),
-                RejectionCode::InvalidTransition,
-                "{when:?} after {given:?}"
-            );
+        let cancelled: JobEvent = JobCancelled {
+            reason: "not needed".into(),
         }
+        .into();
+        JobDecider::given([submitted()])
+            .when(cancel.clone())
+            .then([cancelled.clone()]);
+        JobDecider::given([submitted(), started()])
+            .when(cancel.clone())
+            .then([cancelled.clone()]);
+        JobDecider::given([submitted(), started(), failed()])
+            .when(cancel.clone())
+            .then_error(InvalidTransition);
+        JobDecider::given([submitted(), cancelled])
+            .when(cancel)
+            .then_error(InvalidTransition);
+        JobDecider::given([submitted()])
+            .when(JobCommand::Cancel { reason: " ".into() })
+            .then_invalid("reason");
     }
 
     #[test]
-    fn blank_reasons_and_bad_ids_are_validation_failures() {
-        let r = given_when(&[submit()], JobCommand::Cancel { reason: " ".into() }).unwrap_err();
-        assert_eq!(
-            (r.code, r.field),
-            (RejectionCode::ValidationFailed, Some("reason"))
-        );
-        let r = given_when(
-            &[],
-            JobCommand::Submit {
-                job_id: "a.b".into(),
-                agent_id: "x".into(),
-                kind: "k".into(),
-                input: json!(null),
-            },
-        )
-        .unwrap_err();
-        assert_eq!(r.field, Some("job_id"));
+    fn retrying() {
+        JobDecider::given([submitted(), started(), failed()])
+            .when(JobCommand::Retry)
+            .then([JobRetried {}.into()]);
+        JobDecider::given([submitted(), started(), failed(), JobRetried {}.into()])
+            .when(JobCommand::Start)
+            .then([started()]);
+        JobDecider::given([
+            submitted(),
+            started(),
+            JobCompleted { result: json!(1) }.into(),
+        ])
+        .when(JobCommand::Retry)
+        .then_error(InvalidTransition);
     }
 
     fn any_command() -> impl Strategy<Value = JobCommand> {
@@ -341,7 +357,7 @@ mod tests {
         fn any_accepted_sequence_is_a_legal_path(commands in proptest::collection::vec(any_command(), 0..40)) {
             let mut state = JobDecider::initial_state();
             for c in &commands {
-                if let Ok(events) = JobDecider::decide(c, &state) {
+                if let Ok(events) = JobDecider::decide(c, &state, &()) {
                     for e in &events {
                         let before = state.as_ref().map(|j| j.status);
                         state = JobDecider::evolve(state, e);

@@ -1,10 +1,12 @@
 //! The command side's pure core: one *decider* per aggregate.
 //!
 //! A decider is three plain functions — [`Decider::initial_state`], [`Decider::decide`]
-//! (a command and the current state give events, or a [`Rejection`]) and
-//! [`Decider::evolve`] (a state and an event give the next state). They do no I/O: the
-//! command handler at the edge loads a stream, folds it with `evolve`, calls `decide` and
-//! appends what comes out with the version it decided on.
+//! (a command, the current state and what else the decision consults give events, or a
+//! [`Rejection`]) and [`Decider::evolve`] (a state and an event give the next state). They
+//! do no I/O: the command handler at the edge ([`handler`]) loads a stream and what the
+//! decision consults, folds them with `evolve`, calls `decide` and appends what comes out
+//! with the version it decided on. Every rule lives in exactly one decider (or in
+//! [`governance`] and [`permissions`]), and is tested there given/when/then (`spec`).
 
 pub mod agent;
 pub mod approval;
@@ -15,6 +17,8 @@ pub mod governance;
 pub mod handler;
 pub mod job;
 pub mod permissions;
+#[cfg(test)]
+pub(crate) mod spec;
 pub mod user;
 
 pub use command::Command;
@@ -62,6 +66,23 @@ impl Rejection {
             field: Some(field),
         }
     }
+
+    /// `field` is not a usable aggregate id (one NATS subject token).
+    pub fn bad_id(field: &'static str) -> Self {
+        Rejection::invalid(
+            field,
+            format!("{field} must be 1 to 128 characters of A-Z, a-z, 0-9, '-', '_', ':' or '@'"),
+        )
+    }
+}
+
+/// Checks an aggregate id the command names.
+pub fn require_id(field: &'static str, id: &str) -> Result<(), Rejection> {
+    if chronicle_events::stream_id::valid_id(id) {
+        Ok(())
+    } else {
+        Err(Rejection::bad_id(field))
+    }
 }
 
 /// One aggregate's decision logic.
@@ -69,9 +90,16 @@ pub trait Decider {
     type Command;
     type Event: DomainEvent;
     type State: Clone;
+    /// What a decision consults beyond its own aggregate — other aggregates' states, as the
+    /// handler loads them for the command (`()` for most). A decision never changes them.
+    type Context;
 
     fn initial_state() -> Self::State;
-    fn decide(command: &Self::Command, state: &Self::State) -> Result<Vec<Self::Event>, Rejection>;
+    fn decide(
+        command: &Self::Command,
+        state: &Self::State,
+        context: &Self::Context,
+    ) -> Result<Vec<Self::Event>, Rejection>;
     fn evolve(state: Self::State, event: &Self::Event) -> Self::State;
 
     /// The state after `events`, from the initial state.

@@ -1,7 +1,8 @@
 //! The user-tokens decider: a user's tokens are issued, revoked one by one, or all at once.
 //!
 //! Revoking a revoked token is accepted and appends nothing (as RFC 7009 does); revoking
-//! all revokes every token still active when it is decided.
+//! all revokes every token still active when it is decided. A token of role `agent` is
+//! issued only to a registered agent (the decision consults the agent of the user's id).
 
 use std::collections::BTreeMap;
 
@@ -10,6 +11,7 @@ use chronicle_events::domain::user::{AllTokensRevoked, Role, TokenIssued, TokenR
 use chrono::{DateTime, Duration, Utc};
 use uuid::Uuid;
 
+use crate::agent::Agent;
 use crate::permissions::valid_scope;
 use crate::{Decider, Rejection, RejectionCode, require_text};
 
@@ -23,6 +25,7 @@ pub const MAX_SCOPES: usize = 32;
 pub enum UserCommand {
     /// `jti` and `now` come from the handler, so that deciding stays pure.
     IssueToken {
+        user_id: String,
         jti: Uuid,
         role: Role,
         scopes: Vec<String>,
@@ -66,14 +69,21 @@ impl Decider for UserDecider {
     type Command = UserCommand;
     type Event = UserEvent;
     type State = UserTokens;
+    /// The registered agent whose id is the user's, if any (consulted for `agent` tokens).
+    type Context = Option<Agent>;
 
     fn initial_state() -> UserTokens {
         UserTokens::default()
     }
 
-    fn decide(command: &UserCommand, state: &UserTokens) -> Result<Vec<UserEvent>, Rejection> {
+    fn decide(
+        command: &UserCommand,
+        state: &UserTokens,
+        agent: &Option<Agent>,
+    ) -> Result<Vec<UserEvent>, Rejection> {
         match command {
             UserCommand::IssueToken {
+                user_id,
                 jti,
                 role,
                 scopes,
@@ -102,6 +112,15 @@ impl Decider for UserDecider {
                             "scope `{}` is not one of: {}",
                             bad.chars().take(64).collect::<String>(),
                             crate::permissions::all_scopes().join(", ")
+                        ),
+                    ));
+                }
+                if *role == Role::Agent && agent.is_none() {
+                    return Err(Rejection::new(
+                        RejectionCode::UnknownAgent,
+                        format!(
+                            "no registered agent {}",
+                            user_id.chars().take(128).collect::<String>()
                         ),
                     ));
                 }
@@ -199,119 +218,178 @@ impl Decider for UserDecider {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use crate::spec::Spec;
+    use RejectionCode::*;
+    use chronicle_events::domain::agent::Maturity;
 
     fn now() -> DateTime<Utc> {
         "2026-01-01T00:00:00Z".parse().unwrap()
     }
 
-    fn issue(jti: u128, ttl: Option<i64>) -> UserCommand {
+    fn issue_as(jti: u128, role: Role, scopes: &[&str], ttl: Option<i64>) -> UserCommand {
         UserCommand::IssueToken {
+            user_id: "alice".into(),
             jti: Uuid::from_u128(jti),
-            role: Role::Writer,
-            scopes: vec!["jobs:write".into()],
+            role,
+            scopes: scopes.iter().map(|s| s.to_string()).collect(),
             ttl_seconds: ttl,
             now: now(),
         }
     }
 
-    fn run(given: &[UserCommand]) -> UserTokens {
-        let mut s = UserDecider::initial_state();
-        for c in given {
-            for e in UserDecider::decide(c, &s).unwrap() {
-                s = UserDecider::evolve(s, &e);
-            }
-        }
-        s
+    fn issue(jti: u128, ttl: Option<i64>) -> UserCommand {
+        issue_as(jti, Role::Writer, &["jobs:write"], ttl)
     }
 
-    #[test]
-    fn issues_with_the_default_ttl() {
-        let s = run(&[issue(1, None)]);
-        let t = &s.tokens[&Uuid::from_u128(1)];
-        assert_eq!(
-            t.expires_at - t.issued_at,
-            Duration::seconds(DEFAULT_TTL_SECONDS)
-        );
-    }
-
-    #[test]
-    fn ttl_and_scopes_are_validated() {
-        let s = UserTokens::default();
-        for bad in [issue(1, Some(10)), issue(1, Some(MAX_TTL_SECONDS + 1))] {
-            assert_eq!(
-                UserDecider::decide(&bad, &s).unwrap_err().field,
-                Some("ttl_seconds")
-            );
-        }
-        let bad = UserCommand::IssueToken {
-            jti: Uuid::from_u128(1),
+    fn issued(jti: u128, ttl: i64) -> UserEvent {
+        TokenIssued {
+            jti: Uuid::from_u128(jti),
             role: Role::Writer,
-            scopes: vec!["has space".into()],
-            ttl_seconds: None,
-            now: now(),
+            scopes: vec!["jobs:write".into()],
+            issued_at: now(),
+            expires_at: now() + Duration::seconds(ttl),
+        }
+        .into()
+    }
+
+    fn revoked(jti: u128, ttl: i64) -> UserEvent {
+        TokenRevoked {
+            jti: Uuid::from_u128(jti),
+            reason: "lost laptop".into(),
+            expires_at: Some(now() + Duration::seconds(ttl)),
+        }
+        .into()
+    }
+
+    fn revoke(jti: u128) -> UserCommand {
+        UserCommand::RevokeToken {
+            jti: Uuid::from_u128(jti),
+            reason: "lost laptop".into(),
+        }
+    }
+
+    fn revoke_all(at: DateTime<Utc>) -> UserCommand {
+        UserCommand::RevokeAll {
+            reason: "offboarding".into(),
+            now: at,
+        }
+    }
+
+    #[test]
+    fn issuing() {
+        UserDecider::given([])
+            .when(issue(1, None))
+            .then([issued(1, DEFAULT_TTL_SECONDS)]);
+        UserDecider::given([])
+            .when(issue(1, Some(60)))
+            .then([issued(1, 60)]);
+        // Scopes are kept sorted and once.
+        UserDecider::given([])
+            .when(issue_as(
+                1,
+                Role::Writer,
+                &["jobs:write", "jobs:read", "jobs:write"],
+                Some(60),
+            ))
+            .then([TokenIssued {
+                jti: Uuid::from_u128(1),
+                role: Role::Writer,
+                scopes: vec!["jobs:read".into(), "jobs:write".into()],
+                issued_at: now(),
+                expires_at: now() + Duration::seconds(60),
+            }
+            .into()]);
+        UserDecider::given([issued(1, 60)])
+            .when(issue(1, None))
+            .then_error(AlreadyExists);
+        for ttl in [10, MAX_TTL_SECONDS + 1] {
+            UserDecider::given([])
+                .when(issue(1, Some(ttl)))
+                .then_invalid("ttl_seconds");
+        }
+        UserDecider::given([])
+            .when(issue_as(1, Role::Writer, &["jobs:delete"], None))
+            .then_invalid("scopes");
+        let many: Vec<&str> = std::iter::repeat_n("jobs:read", MAX_SCOPES + 1).collect();
+        UserDecider::given([])
+            .when(issue_as(1, Role::Writer, &many, None))
+            .then_invalid("scopes");
+    }
+
+    #[test]
+    fn an_agent_token_needs_a_registered_agent() {
+        UserDecider::given([])
+            .when(issue_as(1, Role::Agent, &[], Some(60)))
+            .then_error(UnknownAgent);
+        let agent = Agent {
+            agent_id: "alice".into(),
+            name: "bot".into(),
+            maturity: Maturity::Student,
         };
-        assert_eq!(
-            UserDecider::decide(&bad, &s).unwrap_err().field,
-            Some("scopes")
-        );
+        UserDecider::given([])
+            .with(Some(agent))
+            .when(issue_as(1, Role::Agent, &[], Some(60)))
+            .then([TokenIssued {
+                jti: Uuid::from_u128(1),
+                role: Role::Agent,
+                scopes: vec![],
+                issued_at: now(),
+                expires_at: now() + Duration::seconds(60),
+            }
+            .into()]);
     }
 
     #[test]
     fn a_token_is_revoked_once() {
-        let revoke = UserCommand::RevokeToken {
-            jti: Uuid::from_u128(1),
-            reason: "lost laptop".into(),
-        };
-        let s = run(&[issue(1, None)]);
-        assert_eq!(UserDecider::decide(&revoke, &s).unwrap().len(), 1);
-        let s = run(&[issue(1, None), revoke.clone()]);
-        assert!(UserDecider::decide(&revoke, &s).unwrap().is_empty());
-        let unknown = UserCommand::RevokeToken {
-            jti: Uuid::from_u128(9),
-            reason: "x".into(),
-        };
-        assert_eq!(
-            UserDecider::decide(&unknown, &s).unwrap_err().code,
-            RejectionCode::NotFound
-        );
+        UserDecider::given([issued(1, 60)])
+            .when(revoke(1))
+            .then([revoked(1, 60)]);
+        UserDecider::given([issued(1, 60), revoked(1, 60)])
+            .when(revoke(1))
+            .then([]);
+        UserDecider::given([issued(1, 60)])
+            .when(revoke(9))
+            .then_error(NotFound);
+        UserDecider::given([issued(1, 60)])
+            .when(UserCommand::RevokeToken {
+                jti: Uuid::from_u128(1),
+                reason: " ".into(),
+            })
+            .then_invalid("reason");
     }
 
     #[test]
     fn revoke_all_lists_only_active_tokens() {
-        let s = run(&[
-            issue(1, None),
-            issue(2, Some(60)),
-            issue(3, None),
-            UserCommand::RevokeToken {
-                jti: Uuid::from_u128(3),
-                reason: "x".into(),
-            },
-        ]);
         let later = now() + Duration::seconds(120);
-        let events = UserDecider::decide(
-            &UserCommand::RevokeAll {
-                reason: "offboarding".into(),
-                now: later,
-            },
-            &s,
-        )
-        .unwrap();
-        match &events[..] {
-            [UserEvent::AllTokensRevoked(e)] => assert_eq!(e.jtis, vec![Uuid::from_u128(1)]),
-            other => panic!("{other:?}"),
+        UserDecider::given([
+            issued(1, 3600),
+            issued(2, 60),
+            issued(3, 7200),
+            issued(4, 3600),
+            revoked(4, 3600),
+        ])
+        .when(revoke_all(later))
+        .then([AllTokensRevoked {
+            jtis: vec![Uuid::from_u128(1), Uuid::from_u128(3)],
+            reason: "offboarding".into(),
+            until: Some(now() + Duration::seconds(7200)),
         }
-        let s = run(&[issue(1, None)]);
-        let s = UserDecider::evolve(s, &events[0]);
-        assert!(
-            UserDecider::decide(
-                &UserCommand::RevokeAll {
-                    reason: "again".into(),
-                    now: later
-                },
-                &s
-            )
-            .unwrap()
-            .is_empty()
-        );
+        .into()]);
+        let all: UserEvent = AllTokensRevoked {
+            jtis: vec![Uuid::from_u128(1)],
+            reason: "offboarding".into(),
+            until: Some(now() + Duration::seconds(3600)),
+        }
+        .into();
+        UserDecider::given([issued(1, 3600), all])
+            .when(revoke_all(later))
+            .then([]);
+        UserDecider::given([]).when(revoke_all(later)).then([]);
+        UserDecider::given([])
+            .when(UserCommand::RevokeAll {
+                reason: "".into(),
+                now: later,
+            })
+            .then_invalid("reason");
     }
 }

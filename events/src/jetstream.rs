@@ -2,7 +2,7 @@
 //!
 //! One stream (`CHRONICLE` by default) holds every event under `chronicle.ev.<domain>.<id>`;
 //! the stream sequence is an event's position, the count of messages on its subject its
-//! version. What this relies on, and why it is done this way (see `JETSTREAM.md`):
+//! version. What this relies on, and why it is done this way (see `docs/JETSTREAM.md`):
 //!
 //! - **Concurrency**: the first message of each stream written carries
 //!   `Nats-Expected-Last-Subject-Sequence` (the position of the stream's last event, 0 for

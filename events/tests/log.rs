@@ -1,56 +1,27 @@
-//! The JetStream event log against a real nats-server: append and read back, optimistic
-//! concurrency, idempotency, atomic multi-event appends, the hash chain, immutability,
-//! upcasting on read, and reading and following the whole log.
+//! The JetStream event log against a real nats-server: the log's contract (run against the
+//! in-memory log too), and what only JetStream can show — the stored bytes and their
+//! chain, concurrency under real load, the duplicate window, immutability, the stream's
+//! settings, upcasting of what an older build wrote, forgeries by anyone who can publish.
 
-mod common;
+use chronicle_testkit as common;
 
 use std::sync::Arc;
 use std::time::Duration;
 
 use bytes::Bytes;
 use chronicle_events::chain::check_link;
-use chronicle_events::domain::agent::{Complexity, GovernanceDecisionRecorded, Maturity, Outcome};
-use chronicle_events::domain::job::{JobCompleted, JobStarted, JobSubmitted};
+use chronicle_events::domain::job::{JobCompleted, JobStarted};
 use chronicle_events::domain::user::{Role, TokenIssued};
 use chronicle_events::domain::{Event, JobEvent, UserEvent};
 use chronicle_events::jetstream::VERSION_HEADER;
 use chronicle_events::{
-    Actor, AppendRequest, EventLog, Expected, JetStreamLog, LogError, PendingEvent, StreamHead,
-    StreamId, StreamWrite,
+    AppendRequest, EventLog, Expected, JetStreamLog, LogError, StreamHead, StreamId,
 };
 use futures::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
 
-fn job_stream() -> StreamId {
-    StreamId::new(chronicle_events::Domain::Job, Uuid::new_v4().to_string()).unwrap()
-}
-
-fn pending(event: impl Into<Event>) -> PendingEvent {
-    PendingEvent::new(event, Actor::user("alice"), Uuid::new_v4())
-}
-
-fn submitted(stream: &StreamId) -> PendingEvent {
-    pending(JobSubmitted {
-        job_id: stream.id().to_owned(),
-        agent_id: "agent-1".into(),
-        kind: "summarise".into(),
-        input: json!({"doc": "q3.pdf"}),
-    })
-}
-
-fn decision(agent: &str, n: usize) -> PendingEvent {
-    pending(GovernanceDecisionRecorded {
-        agent_id: agent.into(),
-        action: format!("job.start#{n}"),
-        complexity: Complexity::Low,
-        maturity: Maturity::Intern,
-        outcome: Outcome::Allowed,
-        reason: "maturity suffices".into(),
-        command_id: Uuid::new_v4(),
-        approval_id: None,
-    })
-}
+use chronicle_testkit::contract::{job as job_stream, pending, submitted};
 
 /// Checks every link of a stream's chain from the stored bytes.
 async fn assert_chain_whole(log: &JetStreamLog, stream: &StreamId) -> usize {
@@ -171,43 +142,8 @@ async fn of_one_hundred_concurrent_appends_at_one_version_exactly_one_lands() {
 }
 
 #[tokio::test]
-async fn a_repeated_command_id_writes_nothing_and_returns_the_first_positions() {
-    let log = common::isolated_log().await;
-    let job = job_stream();
-    let single = AppendRequest::single(
-        Uuid::new_v4(),
-        job.clone(),
-        Expected::NO_STREAM,
-        vec![submitted(&job)],
-    );
-    let first = log.append(single.clone()).await.unwrap();
-    let again = log.append(single).await.unwrap();
-    assert!(again.duplicate);
-    assert_eq!(again.events, first.events);
-    assert_eq!(log.last_position().await.unwrap(), 1);
-
-    // A multi-event command repeated: still one copy.
-    let head = first.head_of(&job).unwrap();
-    let double = AppendRequest::single(
-        Uuid::new_v4(),
-        job.clone(),
-        Expected::Head(head),
-        vec![
-            pending(JobStarted {}),
-            pending(JobCompleted { result: json!(1) }),
-        ],
-    );
-    let first = log.append(double.clone()).await.unwrap();
-    let again = log.append(double).await.unwrap();
-    assert!(again.duplicate);
-    assert_eq!(again.events, first.events);
-    assert_eq!(log.last_position().await.unwrap(), 3);
-    assert_eq!(log.read_stream(&job, 1).await.unwrap().len(), 3);
-}
-
-#[tokio::test]
 async fn a_command_repeated_after_the_duplicate_window_is_still_found() {
-    let log = common::isolated_log_with_window(Duration::from_millis(500)).await;
+    let log = common::isolated_log_with(|c| c.duplicate_window = Duration::from_millis(500)).await;
     let job = job_stream();
     let request = AppendRequest::single(
         Uuid::new_v4(),
@@ -221,109 +157,6 @@ async fn a_command_repeated_after_the_duplicate_window_is_still_found() {
     assert!(again.duplicate);
     assert_eq!(again.events, first.events);
     assert_eq!(log.last_position().await.unwrap(), 2);
-}
-
-#[tokio::test]
-async fn a_multi_stream_append_that_conflicts_leaves_nothing() {
-    let log = common::isolated_log().await;
-    let job = job_stream();
-    let other = job_stream();
-    log.append(AppendRequest::single(
-        Uuid::new_v4(),
-        other.clone(),
-        Expected::NO_STREAM,
-        vec![submitted(&other)],
-    ))
-    .await
-    .unwrap();
-    // `other` is expected empty but holds one event: the whole append must fail.
-    let err = log
-        .append(AppendRequest {
-            command_id: Uuid::new_v4(),
-            writes: vec![
-                StreamWrite {
-                    stream: job.clone(),
-                    expected: Expected::NO_STREAM,
-                    events: vec![submitted(&job), pending(JobStarted {})],
-                },
-                StreamWrite {
-                    stream: other.clone(),
-                    expected: Expected::NO_STREAM,
-                    events: vec![pending(JobStarted {})],
-                },
-            ],
-        })
-        .await
-        .unwrap_err();
-    assert!(
-        matches!(&err, LogError::VersionConflict { stream, expected: 0, actual: 1 } if *stream == other),
-        "{err:?}"
-    );
-    assert_eq!(log.last_position().await.unwrap(), 1);
-    assert!(log.read_stream(&job, 1).await.unwrap().is_empty());
-
-    // The same shape with the right expectations lands whole, in two streams.
-    let head = log.stream_head(&other).await.unwrap();
-    let ok = log
-        .append(AppendRequest {
-            command_id: Uuid::new_v4(),
-            writes: vec![
-                StreamWrite {
-                    stream: job.clone(),
-                    expected: Expected::NO_STREAM,
-                    events: vec![submitted(&job), pending(JobStarted {})],
-                },
-                StreamWrite {
-                    stream: other.clone(),
-                    expected: Expected::Head(head),
-                    events: vec![pending(JobStarted {})],
-                },
-            ],
-        })
-        .await
-        .unwrap();
-    let got: Vec<(String, u64, u64)> = ok
-        .events
-        .iter()
-        .map(|e| (e.stream.to_string(), e.version, e.position))
-        .collect();
-    assert_eq!(
-        got,
-        vec![
-            (job.to_string(), 1, 2),
-            (job.to_string(), 2, 3),
-            (other.to_string(), 2, 4)
-        ]
-    );
-    assert_chain_whole(&log, &job).await;
-    assert_chain_whole(&log, &other).await;
-}
-
-#[tokio::test]
-async fn appends_without_expectation_never_conflict_and_keep_the_chain_whole() {
-    let log = Arc::new(common::isolated_log().await);
-    let agent = StreamId::new(chronicle_events::Domain::Agent, "agent-7").unwrap();
-    let tasks: Vec<_> = (0..20)
-        .map(|n| {
-            let (log, agent) = (log.clone(), agent.clone());
-            tokio::spawn(async move {
-                log.append(AppendRequest::single(
-                    Uuid::new_v4(),
-                    agent,
-                    Expected::Any,
-                    vec![decision("agent-7", n)],
-                ))
-                .await
-            })
-        })
-        .collect();
-    for t in tasks {
-        t.await.unwrap().unwrap();
-    }
-    let events = log.read_stream(&agent, 1).await.unwrap();
-    let versions: Vec<u64> = events.iter().map(|e| e.version).collect();
-    assert_eq!(versions, (1..=20).collect::<Vec<_>>());
-    assert_eq!(assert_chain_whole(&log, &agent).await, 20);
 }
 
 #[tokio::test]
@@ -430,9 +263,7 @@ async fn an_old_schema_is_upcast_when_read() {
     headers.insert(chronicle_events::auth::PREV_HEADER, "0");
     headers.insert(
         chronicle_events::auth::AUTH_HEADER,
-        common::test_keyring()
-            .sign(&subject, 1, "0", &payload)
-            .as_str(),
+        common::keyring().sign(&subject, 1, "0", &payload).as_str(),
     );
     let ack = log
         .jetstream()
@@ -452,114 +283,6 @@ async fn an_old_schema_is_upcast_when_read() {
         }
         other => panic!("decoded as {other:?}"),
     }
-}
-
-#[tokio::test]
-async fn reads_the_whole_log_from_a_position_with_a_filter_and_follows_it_live() {
-    let log = common::isolated_log().await;
-    let jobs: Vec<StreamId> = (0..5).map(|_| job_stream()).collect();
-    for job in &jobs {
-        log.append(AppendRequest::single(
-            Uuid::new_v4(),
-            job.clone(),
-            Expected::NO_STREAM,
-            vec![submitted(job)],
-        ))
-        .await
-        .unwrap();
-    }
-    let agent = StreamId::new(chronicle_events::Domain::Agent, "a1").unwrap();
-    log.append(AppendRequest::single(
-        Uuid::new_v4(),
-        agent.clone(),
-        Expected::Any,
-        vec![decision("a1", 0)],
-    ))
-    .await
-    .unwrap();
-
-    let all: Vec<u64> = log
-        .read_from(1, None)
-        .await
-        .unwrap()
-        .map(|e| e.unwrap().position())
-        .collect()
-        .await;
-    assert_eq!(all, vec![1, 2, 3, 4, 5, 6]);
-    let from_three_jobs: Vec<u64> = log
-        .read_from(3, Some("job.*"))
-        .await
-        .unwrap()
-        .map(|e| e.unwrap().position())
-        .collect()
-        .await;
-    assert_eq!(from_three_jobs, vec![3, 4, 5]);
-    let one: Vec<StreamId> = log
-        .read_from(1, Some(&agent.to_string()))
-        .await
-        .unwrap()
-        .map(|e| e.unwrap().event().unwrap().envelope.stream)
-        .collect()
-        .await;
-    assert_eq!(one, vec![agent.clone()]);
-
-    let mut live = log.follow(5, &[]).await.unwrap();
-    assert_eq!(live.next().await.unwrap().unwrap().position(), 5);
-    assert_eq!(live.next().await.unwrap().unwrap().position(), 6);
-    let late = job_stream();
-    log.append(AppendRequest::single(
-        Uuid::new_v4(),
-        late.clone(),
-        Expected::NO_STREAM,
-        vec![submitted(&late)],
-    ))
-    .await
-    .unwrap();
-    let next = tokio::time::timeout(Duration::from_secs(5), live.next())
-        .await
-        .expect("a live follower sees a new event")
-        .unwrap()
-        .unwrap()
-        .event()
-        .unwrap();
-    assert_eq!((next.position, next.envelope.stream), (7, late));
-}
-
-#[tokio::test]
-async fn bad_appends_are_refused_before_anything_is_sent() {
-    let log = common::isolated_log().await;
-    let job = job_stream();
-    let user = StreamId::new(chronicle_events::Domain::User, "u").unwrap();
-    for request in [
-        AppendRequest::single(Uuid::new_v4(), job.clone(), Expected::Any, vec![]),
-        AppendRequest::single(
-            Uuid::new_v4(),
-            user.clone(),
-            Expected::Any,
-            vec![submitted(&job)],
-        ),
-        AppendRequest {
-            command_id: Uuid::new_v4(),
-            writes: vec![
-                StreamWrite {
-                    stream: job.clone(),
-                    expected: Expected::Any,
-                    events: vec![submitted(&job)],
-                },
-                StreamWrite {
-                    stream: job.clone(),
-                    expected: Expected::Any,
-                    events: vec![pending(JobStarted {})],
-                },
-            ],
-        },
-    ] {
-        assert!(matches!(
-            log.append(request).await,
-            Err(LogError::Invalid(_))
-        ));
-    }
-    assert_eq!(log.last_position().await.unwrap(), 0);
 }
 
 #[tokio::test]
@@ -655,11 +378,7 @@ async fn messages_chronicle_did_not_write_are_stepped_over_by_every_reader() {
         &job,
         2,
         Some((
-            &format!(
-                "{}:{}",
-                common::test_keyring().current_id(),
-                "ab".repeat(32)
-            ),
+            &format!("{}:{}", common::keyring().current_id(), "ab".repeat(32)),
             "1",
         )),
         chronicle_events::canonical_json(&forged),
@@ -731,4 +450,41 @@ async fn messages_chronicle_did_not_write_are_stepped_over_by_every_reader() {
         Some(genuine.envelope.hash.as_str())
     );
     assert_eq!(first.events[0].position, 1);
+}
+
+/// The log's contract (`chronicle_testkit::contract`), against JetStream and against the
+/// in-memory log the command handler's tests use: the same tests, so the fake stays honest.
+mod contract {
+    use chronicle_testkit::{MemoryLog, contract, isolated_log};
+
+    macro_rules! both {
+        ($($name:ident),* $(,)?) => {
+            $(
+                mod $name {
+                    use super::*;
+
+                    #[tokio::test]
+                    async fn jetstream() {
+                        contract::$name(&isolated_log().await).await;
+                    }
+
+                    #[tokio::test]
+                    async fn memory() {
+                        contract::$name(&MemoryLog::new()).await;
+                    }
+                }
+            )*
+        };
+    }
+
+    both!(
+        appends_and_reads_back,
+        a_stale_head_is_a_version_conflict,
+        a_repeated_command_appends_nothing,
+        a_multi_stream_append_is_all_or_nothing,
+        appends_expecting_any_head_never_conflict,
+        reads_and_follows_the_whole_log,
+        foreign_messages_are_stepped_over,
+        bad_appends_are_refused,
+    );
 }

@@ -2,26 +2,11 @@
 //! migration, and leaves the analysts' role able to read `read` and nothing more.
 
 use chronicle_projections::migrate::{self, MIGRATIONS, MigrateError, Migration};
-use tokio_postgres::{Client, NoTls};
-use uuid::Uuid;
+use tokio_postgres::Client;
 
 /// A database of its own for one test, on the server `scripts/test` started.
 async fn fresh_database() -> Client {
-    let url = std::env::var("DATABASE_URL")
-        .expect("DATABASE_URL is not set: run the suite with scripts/test, which starts Postgres");
-    let (admin, conn) = tokio_postgres::connect(&url, NoTls).await.unwrap();
-    tokio::spawn(conn);
-    let name = format!("t_{}", Uuid::new_v4().simple());
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let (base, _) = url.rsplit_once('/').unwrap();
-    let (client, conn) = tokio_postgres::connect(&format!("{base}/{name}"), NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    client
+    chronicle_testkit::connect(&chronicle_testkit::fresh_database().await).await
 }
 
 #[tokio::test]

@@ -10,8 +10,7 @@ use chronicle_events::domain::job::{JobCompleted, JobStarted, JobSubmitted};
 use chronicle_events::domain::user::{Role, TokenIssued};
 use chronicle_events::jetstream::VERSION_HEADER;
 use chronicle_events::{
-    Actor, AppendRequest, Domain, EventLog, Expected, JetStreamLog, LogConfig, PendingEvent,
-    StreamId,
+    Actor, AppendRequest, Domain, EventLog, Expected, JetStreamLog, PendingEvent, StreamId,
 };
 use chronicle_projections::models::{Jobs, Projection, Tokens};
 use chronicle_projections::runtime::{self, RunnerConfig};
@@ -22,30 +21,7 @@ use uuid::Uuid;
 mod support;
 use support::fresh_database;
 
-/// The event keys of these tests.
-fn test_keyring() -> chronicle_events::Keyring {
-    chronicle_events::Keyring::new(&TEST_EVENT_KEY, &[])
-}
-
-const TEST_EVENT_KEY: [u8; 32] = [
-    0x3c, 0x91, 0x5e, 0x07, 0xa2, 0x6d, 0xf4, 0x18, 0xb9, 0x42, 0xce, 0x75, 0x1a, 0x83, 0xe0, 0x5b,
-    0x96, 0x2f, 0xd1, 0x4c, 0x68, 0xb3, 0x0e, 0xfa, 0x27, 0x9d, 0x54, 0xc6, 0x11, 0x8a, 0xe3, 0x70,
-];
-
-async fn isolated_log() -> JetStreamLog {
-    let url = std::env::var("NATS_URL").expect("NATS_URL is not set: run scripts/test");
-    let tag = Uuid::new_v4().simple().to_string();
-    JetStreamLog::connect(
-        &url,
-        LogConfig {
-            stream_name: format!("P{tag}"),
-            subject_prefix: format!("p{}.ev", &tag[..12]),
-            ..LogConfig::new(test_keyring())
-        },
-    )
-    .await
-    .unwrap()
-}
+use chronicle_testkit::{isolated_log, keyring as test_keyring};
 
 fn actor() -> Actor {
     Actor::user("alice")

@@ -14,9 +14,7 @@ use serde_json::Value;
 use tokio::net::TcpListener;
 use uuid::Uuid;
 
-pub const SIGNING_KEY: &str = "6b1f0e3c5d7a9b2c4e6f8a0b1c3d5e7f9a2b4c6d8e0f1a3b5c7d9e1f2a4b6c8d";
-pub const SEAL_KEY: &str = "1f2e3d4c5b6a79880f1e2d3c4b5a69780e1d2c3b4a5968770d1c2b3a49586766";
-pub const EVENT_KEY: &str = "3c915e07a26df418b942ce751a83e05b962fd14c68b30efa279d54c6118ae370";
+pub use chronicle_testkit::{EVENT_KEY, SEAL_KEY, SIGNING_KEY, database_url, fresh_database};
 
 pub fn settings_for(stream: &str, prefix: &str, database_url: &str) -> Settings {
     let nats = std::env::var("NATS_URL").expect("NATS_URL is not set: run scripts/test");
@@ -42,26 +40,6 @@ pub fn settings_for(stream: &str, prefix: &str, database_url: &str) -> Settings 
         "serve",
     ])
     .settings
-}
-
-pub fn database_url() -> String {
-    std::env::var("DATABASE_URL").expect("DATABASE_URL is not set: run scripts/test")
-}
-
-/// A database of its own on the test server, migrated.
-pub async fn fresh_database() -> String {
-    let url = database_url();
-    let (admin, conn) = tokio_postgres::connect(&url, tokio_postgres::NoTls)
-        .await
-        .unwrap();
-    tokio::spawn(conn);
-    let name = format!("t_{}", Uuid::new_v4().simple());
-    admin
-        .batch_execute(&format!("CREATE DATABASE {name}"))
-        .await
-        .unwrap();
-    let (base, _) = url.rsplit_once('/').unwrap();
-    format!("{base}/{name}")
 }
 
 pub struct App {
