@@ -131,8 +131,13 @@ impl Modify for BearerAuth {
 )]
 pub struct ApiDoc;
 
+/// The OpenAPI document of every route.
+pub fn document() -> utoipa::openapi::OpenApi {
+    ApiDoc::openapi()
+}
+
 pub async fn spec() -> Response {
-    Json(ApiDoc::openapi()).into_response()
+    Json(document()).into_response()
 }
 
 /// The routes, as a page a person can read.
