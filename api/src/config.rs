@@ -27,7 +27,12 @@ pub enum Command {
     /// (unless NATS_URL / DATABASE_URL point elsewhere), migrations, the API.
     Dev(DevArgs),
     /// The HTTP API only (stateless; run many).
-    Serve,
+    Serve {
+        /// Which routes this process serves: commands, queries, audit, or all (each also
+        /// serves /health/*, /metrics and /openapi.json).
+        #[arg(long, env = "CHRONICLE_ROLE", value_enum, default_value = "all")]
+        role: crate::http::ServeRole,
+    },
     /// Applies the read-model migrations in migrations/.
     Migrate,
     /// Projector workers: one is active per projection across all processes, the others

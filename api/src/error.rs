@@ -138,6 +138,21 @@ impl ApiError {
     pub fn not_found(detail: impl Into<String>) -> Self {
         ApiError::new(Code::NotFound, detail)
     }
+
+    /// A query parameter or header that is not what it must be: `400`, naming it.
+    pub fn bad_param(field: &str, message: impl Into<String>) -> Self {
+        let message = message.into();
+        ApiError::new(Code::MalformedRequest, message.clone()).with_field(field, message)
+    }
+
+    /// The read store failed: `503 READ_STORE_UNAVAILABLE`, the cause logged, not shown.
+    pub fn read_store(e: impl std::fmt::Display) -> Self {
+        tracing::error!(error = %e, "read store error");
+        ApiError::new(
+            Code::ReadStoreUnavailable,
+            "the read store cannot be reached; retry shortly",
+        )
+    }
 }
 
 #[derive(Serialize)]

@@ -4,6 +4,7 @@ use std::process::ExitCode;
 
 use anyhow::{Context, Result};
 use chronicle_api::config::{Cli, Command, Settings, TokenCommand};
+use chronicle_api::http::ServeRole;
 use chronicle_api::{dev, server, telemetry};
 use chronicle_events::domain::user::Role;
 use clap::Parser;
@@ -66,7 +67,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("applied {} migration(s): {applied:?}", applied.len());
             Ok(())
         }
-        Command::Serve => serve(cli.settings, None, false).await,
+        Command::Serve { role } => serve(cli.settings, role, None, false).await,
         Command::Project { only } => {
             let projections = server::select_projections(&only)?;
             let log = server::connect_log(&cli.settings).await?;
@@ -90,7 +91,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             let env = dev::prepare(cli.settings, &args).await?;
             let applied = server::migrate(&env.settings).await?;
             tracing::info!(?applied, "read models migrated");
-            let result = serve(env.settings.clone(), Some(&args.dir), true).await;
+            let result = serve(env.settings.clone(), ServeRole::All, Some(&args.dir), true).await;
             // Stop the servers it started, newest first.
             let mut servers = env.servers;
             while let Some(mut s) = servers.pop() {
@@ -106,6 +107,7 @@ async fn run(cli: Cli) -> Result<ExitCode> {
 /// the same process and lets each finish its batch before returning.
 async fn serve(
     settings: Settings,
+    role: ServeRole,
     dev_dir: Option<&std::path::Path>,
     projectors: bool,
 ) -> Result<()> {
@@ -139,7 +141,7 @@ async fn serve(
         })
     });
     let mut until = stopped.clone();
-    let served = server::serve(state, listener, async move {
+    let served = server::serve(state, role, listener, async move {
         let _ = until.wait_for(|s| *s).await;
     })
     .await;

@@ -184,13 +184,15 @@ pub async fn migrate(settings: &Settings) -> Result<Vec<i64>> {
     Ok(applied)
 }
 
-/// Serves the API on `listener` until `shutdown` resolves; requests in flight finish.
+/// Serves the routes of `role` on `listener` until `shutdown` resolves; requests in
+/// flight finish.
 pub async fn serve(
     state: AppState,
+    role: crate::http::ServeRole,
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
-    let app = crate::http::app(state);
+    let app = crate::http::app(state, role);
     axum::serve(
         listener,
         app.into_make_service_with_connect_info::<std::net::SocketAddr>(),

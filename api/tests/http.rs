@@ -27,7 +27,12 @@ async fn start(settings: Settings) -> String {
     let state = server::connect(&settings).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(server::serve(state, listener, std::future::pending()));
+    tokio::spawn(server::serve(
+        state,
+        chronicle_api::http::ServeRole::All,
+        listener,
+        std::future::pending(),
+    ));
     format!("http://{addr}")
 }
 

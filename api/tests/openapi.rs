@@ -4,7 +4,8 @@
 
 #[test]
 fn the_openapi_document_is_the_pinned_one() {
-    let doc = serde_json::to_string_pretty(&chronicle_api::http::openapi::document()).unwrap() + "\n";
+    let doc =
+        serde_json::to_string_pretty(&chronicle_api::http::openapi::document()).unwrap() + "\n";
     let path = std::path::Path::new(env!("CARGO_MANIFEST_DIR")).join("tests/openapi.golden.json");
     if std::env::var_os("CHRONICLE_BLESS").is_some() {
         std::fs::write(&path, &doc).unwrap();

@@ -567,6 +567,7 @@ async fn with_postgres_away_queries_are_503_and_commands_keep_working() {
     let base = format!("http://{}", listener.local_addr().unwrap());
     tokio::spawn(chronicle_api::server::serve(
         state,
+        chronicle_api::http::ServeRole::All,
         listener,
         std::future::pending(),
     ));

@@ -1254,19 +1254,6 @@ impl EventLog for JetStreamLog {
         }
     }
 
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-    ) -> Result<Vec<RecordedEvent>, LogError> {
-        let mut events = self
-            .read_stream_after(stream, &StreamHead::EMPTY)
-            .await?
-            .events;
-        events.retain(|e| e.version >= from_version);
-        Ok(events)
-    }
-
     async fn read_stream_after(
         &self,
         stream: &StreamId,

@@ -273,7 +273,14 @@ pub trait EventLog: Send + Sync {
         &self,
         stream: &StreamId,
         from_version: u64,
-    ) -> Result<Vec<RecordedEvent>, LogError>;
+    ) -> Result<Vec<RecordedEvent>, LogError> {
+        let mut events = self
+            .read_stream_after(stream, &StreamHead::EMPTY)
+            .await?
+            .events;
+        events.retain(|e| e.version >= from_version);
+        Ok(events)
+    }
 
     /// The events of one stream after `head` (a head read earlier), in order, and the head
     /// after them: how a cached state catches up without reading the stream again from its

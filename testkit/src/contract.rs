@@ -11,8 +11,8 @@ use chronicle_events::domain::agent::{Complexity, GovernanceDecisionRecorded, Ma
 use chronicle_events::domain::job::{JobCompleted, JobStarted, JobSubmitted};
 use chronicle_events::jetstream::VERSION_HEADER;
 use chronicle_events::{
-    Actor, AppendRequest, Domain, EventLog, Expected, JetStreamLog, LogError, PendingEvent, Stored,
-    StreamHead, StreamId, StreamWrite,
+    Actor, AppendOutcome, AppendRequest, Domain, EventLog, Expected, JetStreamLog, LogError,
+    PendingEvent, Stored, StreamHead, StreamId, StreamWrite,
 };
 use futures::StreamExt;
 use serde_json::json;
@@ -101,6 +101,18 @@ pub fn decision(agent: &str, n: usize) -> PendingEvent {
     })
 }
 
+/// Submits the job `stream` (a new stream), as a command would.
+pub async fn submit(log: &impl EventLog, stream: &StreamId) -> AppendOutcome {
+    log.append(AppendRequest::single(
+        Uuid::new_v4(),
+        stream.clone(),
+        Expected::NO_STREAM,
+        vec![submitted(stream)],
+    ))
+    .await
+    .expect("submitting a new job")
+}
+
 /// Several events to one stream: versions, contiguous positions, the chain, the head.
 pub async fn appends_and_reads_back(log: &impl EventLog) {
     let job = job();
@@ -153,15 +165,7 @@ pub async fn appends_and_reads_back(log: &impl EventLog) {
 /// An append against a head that moved writes nothing and says where the stream is.
 pub async fn a_stale_head_is_a_version_conflict(log: &impl EventLog) {
     let job = job();
-    let first = log
-        .append(AppendRequest::single(
-            Uuid::new_v4(),
-            job.clone(),
-            Expected::NO_STREAM,
-            vec![submitted(&job)],
-        ))
-        .await
-        .unwrap();
+    let first = submit(log, &job).await;
     let end = log.last_position().await.unwrap();
     let err = log
         .append(AppendRequest::single(
@@ -216,14 +220,7 @@ pub async fn a_repeated_command_appends_nothing(log: &impl EventLog) {
 /// A command that writes several streams lands whole or not at all.
 pub async fn a_multi_stream_append_is_all_or_nothing(log: &impl EventLog) {
     let (a, b) = (job(), job());
-    log.append(AppendRequest::single(
-        Uuid::new_v4(),
-        b.clone(),
-        Expected::NO_STREAM,
-        vec![submitted(&b)],
-    ))
-    .await
-    .unwrap();
+    submit(log, &b).await;
     let end = log.last_position().await.unwrap();
     let both = |expected_b| AppendRequest {
         command_id: Uuid::new_v4(),
@@ -285,14 +282,7 @@ pub async fn reads_and_follows_the_whole_log(log: &impl EventLog) {
     let start = log.last_position().await.unwrap() + 1;
     let jobs: Vec<StreamId> = (0..3).map(|_| job()).collect();
     for j in &jobs {
-        log.append(AppendRequest::single(
-            Uuid::new_v4(),
-            j.clone(),
-            Expected::NO_STREAM,
-            vec![submitted(j)],
-        ))
-        .await
-        .unwrap();
+        submit(log, j).await;
     }
     let positions = |items: Vec<Result<Stored, LogError>>| -> Vec<u64> {
         items.into_iter().map(|s| s.unwrap().position()).collect()
@@ -311,14 +301,7 @@ pub async fn reads_and_follows_the_whole_log(log: &impl EventLog) {
     assert_eq!(live.next().await.unwrap().unwrap().position(), start + 1);
     assert_eq!(live.next().await.unwrap().unwrap().position(), start + 2);
     let late = job();
-    log.append(AppendRequest::single(
-        Uuid::new_v4(),
-        late.clone(),
-        Expected::NO_STREAM,
-        vec![submitted(&late)],
-    ))
-    .await
-    .unwrap();
+    submit(log, &late).await;
     let next = tokio::time::timeout(std::time::Duration::from_secs(5), live.next())
         .await
         .expect("a live follower sees a new event")
@@ -333,15 +316,7 @@ pub async fn reads_and_follows_the_whole_log(log: &impl EventLog) {
 /// stream goes on from its last event, at the last message's position.
 pub async fn foreign_messages_are_stepped_over(log: &impl Tamper) {
     let job = job();
-    let first = log
-        .append(AppendRequest::single(
-            Uuid::new_v4(),
-            job.clone(),
-            Expected::NO_STREAM,
-            vec![submitted(&job)],
-        ))
-        .await
-        .unwrap();
+    let first = submit(log, &job).await;
     let junk = log.publish_junk(&job).await;
     let copy = log.republish(first.events[0].position).await;
     let read = log

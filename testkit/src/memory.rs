@@ -275,19 +275,6 @@ impl EventLog for MemoryLog {
         })
     }
 
-    async fn read_stream(
-        &self,
-        stream: &StreamId,
-        from_version: u64,
-    ) -> Result<Vec<RecordedEvent>, LogError> {
-        let mut events = self
-            .read_stream_after(stream, &StreamHead::EMPTY)
-            .await?
-            .events;
-        events.retain(|e| e.version >= from_version);
-        Ok(events)
-    }
-
     async fn read_stream_after(
         &self,
         stream: &StreamId,

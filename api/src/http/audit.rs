@@ -4,30 +4,30 @@
 
 use std::collections::HashMap;
 
-use axum::Router;
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
 use axum::http::header;
 use axum::response::{IntoResponse, Response};
-use axum::routing::get;
 use chronicle_commands::permissions::Read;
 use chronicle_events::{Domain, StreamId};
 use chronicle_replay::history::{AsOf, HistoryFilter, history, record_json, state_at};
 use futures::StreamExt;
 use serde_json::json;
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::state::AppState;
 
-use super::queries::{Filters, bad};
+use super::queries::filters::Filters;
 
-pub fn router() -> Router<AppState> {
-    Router::new()
-        .route("/v1/audit/events", get(events))
-        .route("/v1/audit/streams/{domain}/{id}/state", get(stream_state))
-        .route("/v1/audit/verify", get(verify))
-        .route("/v1/audit/seal-key", get(seal_key))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(events))
+        .routes(routes!(stream_state))
+        .routes(routes!(verify))
+        .routes(routes!(seal_key))
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -48,8 +48,8 @@ type Params = Query<HashMap<String, String>>;
     ),
     responses(
         (status = 200, description = "OK", body = String),
-        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = "4XX", description = "Refused", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]
@@ -78,7 +78,9 @@ async fn events(
         since: f.time("since")?,
         until: f.time("until")?,
     };
-    filter.validate().map_err(|(field, why)| bad(field, why))?;
+    filter
+        .validate()
+        .map_err(|(field, why)| ApiError::bad_param(field, why))?;
     let stream = history(&s.log, filter).await.map_err(ApiError::from)?;
     let lines = stream.map(|item| {
         let mut line = match item {
@@ -111,9 +113,9 @@ async fn events(
         ("at_position" = Option<String>, Query),
     ),
     responses(
-        (status = 200, description = "OK", body = super::openapi::Document),
-        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "OK", body = crate::http::openapi::Document),
+        (status = "4XX", description = "Refused", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]
@@ -130,7 +132,12 @@ async fn stream_state(
         .map_err(|_| ApiError::not_found("no such domain"))?;
     let stream = StreamId::new(domain, id).map_err(|_| ApiError::not_found("no such stream"))?;
     let as_of = match (f.time("as_of")?, f.position("at_position")?) {
-        (Some(_), Some(_)) => return Err(bad("as_of", "give as_of or at_position, not both")),
+        (Some(_), Some(_)) => {
+            return Err(ApiError::bad_param(
+                "as_of",
+                "give as_of or at_position, not both",
+            ));
+        }
         (Some(t), None) => AsOf::Time(t),
         (None, Some(p)) => AsOf::Position(p),
         (None, None) => AsOf::Now,
@@ -154,9 +161,9 @@ async fn stream_state(
         ("to_position" = Option<String>, Query),
     ),
     responses(
-        (status = 200, description = "OK", body = super::openapi::Document),
-        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "OK", body = crate::http::openapi::Document),
+        (status = "4XX", description = "Refused", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]
@@ -170,7 +177,10 @@ async fn verify(
     let from = f.position("from_position")?.unwrap_or(1);
     let to = f.position("to_position")?;
     if to.is_some_and(|t| t < from) {
-        return Err(bad("from_position", "from_position is after to_position"));
+        return Err(ApiError::bad_param(
+            "from_position",
+            "from_position is after to_position",
+        ));
     }
     let report = chronicle_replay::verify_log(&s.log, from, to, s.seal_public, &|_, _| {})
         .await
@@ -186,9 +196,9 @@ async fn verify(
     params(
     ),
     responses(
-        (status = 200, description = "OK", body = super::openapi::Document),
-        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "OK", body = crate::http::openapi::Document),
+        (status = "4XX", description = "Refused", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
     security(("bearer" = [])),
 )]

@@ -7,17 +7,18 @@ use axum::Json;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::response::IntoResponse;
-use axum::routing::get;
 use serde_json::{Value, json};
+use utoipa_axum::router::OpenApiRouter;
+use utoipa_axum::routes;
 
 use crate::state::AppState;
 
 const CHECK_TIMEOUT: Duration = Duration::from_secs(2);
 
-pub fn router() -> axum::Router<AppState> {
-    axum::Router::new()
-        .route("/health/live", get(live))
-        .route("/health/ready", get(ready))
+pub fn routes() -> OpenApiRouter<AppState> {
+    OpenApiRouter::new()
+        .routes(routes!(live))
+        .routes(routes!(ready))
 }
 
 #[utoipa::path(
@@ -28,9 +29,9 @@ pub fn router() -> axum::Router<AppState> {
     params(
     ),
     responses(
-        (status = 200, description = "OK", body = super::openapi::Document),
-        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "OK", body = crate::http::openapi::Document),
+        (status = "4XX", description = "Refused", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn live() -> Json<Value> {
@@ -110,9 +111,9 @@ async fn check_projections(state: &AppState, log_position: Option<u64>) -> Value
     params(
     ),
     responses(
-        (status = 200, description = "OK", body = super::openapi::Document),
-        (status = "4XX", description = "Refused", body = super::openapi::Problem, content_type = "application/problem+json"),
-        (status = 503, description = "Unavailable", body = super::openapi::Problem, content_type = "application/problem+json"),
+        (status = 200, description = "OK", body = crate::http::openapi::Document),
+        (status = "4XX", description = "Refused", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
     ),
 )]
 async fn ready(State(state): State<AppState>) -> impl IntoResponse {

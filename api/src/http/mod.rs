@@ -1,5 +1,9 @@
-//! The HTTP application: routers kept apart by concern (health now; commands, queries and
-//! audit beside it), a request id on every answer, problem+json for every error.
+//! The HTTP application: the routers of each concern (health, commands, queries, audit),
+//! merged by the role a process serves, and the layers every request passes, from the
+//! outside in: request id (with its span and metrics), security headers, CORS, problem+json
+//! for bare errors, authentication, the rate limit, the time-out, the body limit and NUL
+//! characters in the URI. Routes are declared once (`routes`), so the router and
+//! `/openapi.json` cannot disagree.
 
 use std::time::Duration;
 
@@ -10,6 +14,7 @@ use axum::middleware::{self, Next};
 use axum::response::{IntoResponse, Response};
 use tower_http::limit::RequestBodyLimitLayer;
 use tower_http::timeout::TimeoutLayer;
+use utoipa_axum::router::OpenApiRouter;
 use uuid::Uuid;
 
 use crate::error::{ApiError, Code, REQUEST_ID};
@@ -21,24 +26,57 @@ pub mod hardening;
 pub mod health;
 pub mod openapi;
 pub mod queries;
+pub mod request;
+pub mod routes;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// Bodies larger than this are refused with `413 PAYLOAD_TOO_LARGE`.
 pub const BODY_LIMIT: usize = 1024 * 1024;
 
-/// The whole application.
-pub fn app(state: AppState) -> Router {
+/// Which routes a process serves (`chronicle serve --role`, `CHRONICLE_ROLE`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Default, clap::ValueEnum)]
+pub enum ServeRole {
+    Commands,
+    Queries,
+    Audit,
+    #[default]
+    All,
+}
+
+/// The routes of `role` (every process also serves `/health/*`), documented.
+pub fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
+    let serves = |r: ServeRole| role == ServeRole::All || role == r;
+    let mut router = OpenApiRouter::with_openapi(openapi::base()).merge(health::routes());
+    if serves(ServeRole::Commands) {
+        router = router.merge(commands::routes());
+    }
+    if serves(ServeRole::Queries) {
+        router = router.merge(queries::routes());
+    }
+    if serves(ServeRole::Audit) {
+        router = router.merge(audit::routes());
+    }
+    router
+}
+
+/// The whole application for a process of `role`.
+pub fn app(state: AppState, role: ServeRole) -> Router {
     let policy = state.policy.clone();
     let limiter = hardening::Limiter::new(policy.rate_limit);
     let signer = state.signer.clone();
-    Router::new()
-        .merge(health::router())
-        .merge(commands::router())
-        .merge(queries::router())
-        .merge(audit::router())
+    let (router, doc) = routes(role).split_for_parts();
+    let doc = std::sync::Arc::new(doc);
+    let page_doc = doc.clone();
+    router
         .route("/metrics", axum::routing::get(metrics_text))
-        .route("/openapi.json", axum::routing::get(openapi::spec))
-        .route("/docs", axum::routing::get(openapi::page))
+        .route(
+            "/openapi.json",
+            axum::routing::get(move || async move { axum::Json(doc.as_ref().clone()) }),
+        )
+        .route(
+            "/docs",
+            axum::routing::get(move || async move { openapi::page(&page_doc) }),
+        )
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .with_state(state)

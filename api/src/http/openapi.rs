@@ -1,8 +1,8 @@
-//! `GET /openapi.json`: the OpenAPI 3.1 description of every route, generated from the
-//! handlers' annotations (utoipa), and `GET /docs`: a plain page listing it, readable in
-//! a browser with no script (the API's Content-Security-Policy allows none).
+//! `GET /openapi.json`: the OpenAPI 3.1 description of every route a process serves, built
+//! from the routes as they are declared (utoipa, utoipa-axum), and `GET /docs`: a plain
+//! page listing it, readable in a browser with no script (the API's
+//! Content-Security-Policy allows none). The schemas every route shares live here.
 
-use axum::Json;
 use axum::response::{Html, IntoResponse, Response};
 use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::{Modify, OpenApi, ToSchema};
@@ -106,43 +106,27 @@ impl Modify for BearerAuth {
     }
 }
 
+/// What the document says besides its routes, which each router adds (see `http::routes`).
 #[derive(OpenApi)]
 #[openapi(
     info(title = "Chronicle", description = "The event-sourced core of the Atom platform: commands, queries, audit."),
     modifiers(&BearerAuth),
-    paths(
-        super::health::live, super::health::ready,
-        super::commands::issue_token, super::commands::revoke_token, super::commands::revoke_all_tokens,
-        super::commands::submit_job, super::commands::start_job, super::commands::complete_job,
-        super::commands::fail_job, super::commands::cancel_job, super::commands::retry_job,
-        super::commands::request_approval, super::commands::approve, super::commands::reject,
-        super::commands::open_account, super::commands::close_account,
-        super::commands::post_entry, super::commands::reverse_entry,
-        super::commands::register_agent, super::commands::change_maturity, super::commands::set_bypass,
-        super::queries::user_tokens, super::queries::token, super::queries::introspect,
-        super::queries::jobs, super::queries::job, super::queries::job_history,
-        super::queries::approvals, super::queries::approval,
-        super::queries::accounts, super::queries::account,
-        super::queries::journal_entries, super::queries::journal_entry, super::queries::trial_balance,
-        super::queries::agents, super::queries::agent, super::queries::decisions, super::queries::projections,
-        super::audit::events, super::audit::stream_state, super::audit::verify, super::audit::seal_key,
-    ),
     components(schemas(Problem, FieldProblem, CommandAnswer, Escalated, AppendedEvent, Page, Document, IntrospectForm))
 )]
-pub struct ApiDoc;
+struct ApiDoc;
 
-/// The OpenAPI document of every route.
-pub fn document() -> utoipa::openapi::OpenApi {
+/// The document before any route is added to it.
+pub fn base() -> utoipa::openapi::OpenApi {
     ApiDoc::openapi()
 }
 
-pub async fn spec() -> Response {
-    Json(document()).into_response()
+/// The OpenAPI document of every route (what a process serving every role serves).
+pub fn document() -> utoipa::openapi::OpenApi {
+    super::routes(super::ServeRole::All).into_openapi()
 }
 
 /// The routes, as a page a person can read.
-pub async fn page() -> Response {
-    let doc = ApiDoc::openapi();
+pub fn page(doc: &utoipa::openapi::OpenApi) -> Response {
     let mut rows = String::new();
     for (path, item) in &doc.paths.paths {
         let ops = [("GET", &item.get), ("POST", &item.post)];

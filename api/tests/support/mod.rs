@@ -111,6 +111,7 @@ impl App {
         let addr = listener.local_addr().unwrap();
         tokio::spawn(server::serve(
             state.clone(),
+            chronicle_api::http::ServeRole::All,
             listener,
             std::future::pending(),
         ));
