@@ -2,6 +2,7 @@
 //! ids, and problem+json for what no route answers.
 
 use chronicle_api::config::{Cli, Settings};
+use chronicle_api::http::ServeRole;
 use chronicle_api::server;
 use clap::Parser;
 use tokio::net::TcpListener;
@@ -24,15 +25,14 @@ fn settings(database_url: &str) -> Settings {
 }
 
 async fn start(settings: Settings) -> String {
+    start_as(settings, ServeRole::All).await
+}
+
+async fn start_as(settings: Settings, role: ServeRole) -> String {
     let state = server::connect(&settings).await.unwrap();
     let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = listener.local_addr().unwrap();
-    tokio::spawn(server::serve(
-        state,
-        chronicle_api::http::ServeRole::All,
-        listener,
-        std::future::pending(),
-    ));
+    tokio::spawn(server::serve(state, role, listener, std::future::pending()));
     format!("http://{addr}")
 }
 
@@ -328,4 +328,41 @@ async fn openapi_describes_every_route_and_docs_list_them() {
             .unwrap()
             .contains("/v1/queries/trial-balance")
     );
+}
+
+#[tokio::test]
+async fn a_process_serves_only_its_role_s_routes() {
+    let http = reqwest::Client::new();
+    for (role, served, not_served) in [
+        (ServeRole::Commands, "/v1/commands/jobs", "/v1/queries/jobs"),
+        (ServeRole::Queries, "/v1/queries/jobs", "/v1/audit/verify"),
+        (ServeRole::Audit, "/v1/audit/verify", "/v1/commands/jobs"),
+    ] {
+        let base = start_as(settings(&database_url()), role).await;
+        let status = |path: &str| {
+            let req = if path.starts_with("/v1/commands") {
+                http.post(format!("{base}{path}"))
+            } else {
+                http.get(format!("{base}{path}"))
+            };
+            async move { req.send().await.unwrap().status().as_u16() }
+        };
+        assert_eq!(status(served).await, 401, "{role:?} serves {served}");
+        assert_eq!(
+            status(not_served).await,
+            404,
+            "{role:?} serves {not_served}"
+        );
+        assert_eq!(status("/health/live").await, 200);
+        let doc: serde_json::Value = http
+            .get(format!("{base}/openapi.json"))
+            .send()
+            .await
+            .unwrap()
+            .json()
+            .await
+            .unwrap();
+        assert!(doc["paths"].get(served).is_some(), "{role:?}");
+        assert!(doc["paths"].get(not_served).is_none(), "{role:?}");
+    }
 }
