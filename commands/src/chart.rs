@@ -28,6 +28,10 @@ pub struct Account {
 
 pub struct ChartDecider;
 
+/// [`valid_code`] and [`valid_currency`] as regular expressions, for API documents.
+pub const CODE_PATTERN: &str = "^[A-Za-z0-9_-]{1,32}$";
+pub const CURRENCY_PATTERN: &str = "^[A-Z]{3}$";
+
 /// Account codes: 1 to 32 of A-Z, a-z, 0-9, '-', '_', '.'-free so they are one subject token.
 pub fn valid_code(code: &str) -> bool {
     !code.is_empty()

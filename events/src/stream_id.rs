@@ -89,6 +89,9 @@ pub struct StreamId {
 
 pub const MAX_ID_LEN: usize = 128;
 
+/// [`valid_id`] as a regular expression (ECMA-262 and Python alike), for API documents.
+pub const ID_PATTERN: &str = "^[A-Za-z0-9_:@-]{1,128}$";
+
 /// Whether `id` is usable as an aggregate id (one NATS subject token).
 pub fn valid_id(id: &str) -> bool {
     !id.is_empty()

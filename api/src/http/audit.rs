@@ -18,6 +18,7 @@ use utoipa_axum::routes;
 
 use crate::auth::Caller;
 use crate::error::ApiError;
+use crate::http::schema::{AggregateId, DomainName, EventType, Position, StreamFilter};
 use crate::state::AppState;
 
 use super::queries::filters::Filters;
@@ -39,12 +40,12 @@ type Params = Query<HashMap<String, String>>;
     tag = "audit",
     summary = "The history as NDJSON, in log order",
     params(
-        ("stream" = Option<String>, Query),
-        ("type" = Option<String>, Query),
-        ("from_position" = Option<String>, Query),
-        ("to_position" = Option<String>, Query),
-        ("since" = Option<String>, Query),
-        ("until" = Option<String>, Query),
+        ("stream" = inline(Option<StreamFilter>), Query, nullable = false),
+        ("type" = inline(Option<EventType>), Query, nullable = false),
+        ("from_position" = inline(Option<Position>), Query, nullable = false),
+        ("to_position" = inline(Option<Position>), Query, nullable = false),
+        ("since" = inline(Option<chrono::DateTime<chrono::Utc>>), Query, nullable = false),
+        ("until" = inline(Option<chrono::DateTime<chrono::Utc>>), Query, nullable = false),
     ),
     responses(
         (status = 200, description = "OK", body = String),
@@ -107,10 +108,10 @@ async fn events(
     tag = "audit",
     summary = "A stream's state as of a time or position",
     params(
-        ("domain" = String, Path),
-        ("id" = String, Path),
-        ("as_of" = Option<String>, Query),
-        ("at_position" = Option<String>, Query),
+        ("domain" = inline(DomainName), Path),
+        ("id" = inline(AggregateId), Path),
+        ("as_of" = inline(Option<chrono::DateTime<chrono::Utc>>), Query, nullable = false),
+        ("at_position" = inline(Option<Position>), Query, nullable = false),
     ),
     responses(
         (status = 200, description = "OK", body = crate::http::openapi::Document),
@@ -157,8 +158,8 @@ async fn stream_state(
     tag = "audit",
     summary = "Verify hashes, chains, gaps and seals",
     params(
-        ("from_position" = Option<String>, Query),
-        ("to_position" = Option<String>, Query),
+        ("from_position" = inline(Option<Position>), Query, nullable = false),
+        ("to_position" = inline(Option<Position>), Query, nullable = false),
     ),
     responses(
         (status = 200, description = "OK", body = crate::http::openapi::Document),

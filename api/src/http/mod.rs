@@ -28,6 +28,7 @@ pub mod openapi;
 pub mod queries;
 pub mod request;
 pub mod routes;
+pub mod schema;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// Bodies larger than this are refused with `413 PAYLOAD_TOO_LARGE`.

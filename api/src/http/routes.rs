@@ -28,9 +28,9 @@ macro_rules! command {
             summary = $summary,
             request_body(content = $body, content_type = "application/json"),
             params(
-                $($(($param = String, Path),)+)?
-                ("Idempotency-Key" = Option<String>, Header, description = "Makes a retry safe for 24 h"),
-                ("If-Match" = Option<String>, Header, description = "The aggregate's expected version, in quotes"),
+                $($(($param = inline($pty), Path),)+)?
+                ("Idempotency-Key" = inline(Option<crate::http::schema::IdempotencyKey>), Header, nullable = false, description = "Makes a retry safe for 24 h"),
+                ("If-Match" = inline(Option<crate::http::schema::VersionTag>), Header, nullable = false, description = "The aggregate's expected version, in quotes"),
             ),
             responses(
                 (status = $status, description = "Done", body = crate::http::openapi::CommandAnswer),
@@ -56,7 +56,7 @@ pub(crate) use command;
 /// query! {
 ///     /// A description, when there is more to say than the summary.
 ///     jobs: GET "/v1/queries/jobs", "Jobs" => Page,
-///     query: ["status", "agent_id", "limit", "after"],
+///     query: ["status": JobStatus, "agent_id": AggregateId, "limit": Limit, "after": String],
 ///     |s, caller, headers, f| { ... }
 /// }
 /// ```
@@ -65,7 +65,7 @@ macro_rules! query {
         $(#[doc = $doc:literal])*
         $name:ident: GET $path:literal, $summary:literal => $answer:ident,
         $(path: [$($param:literal => $var:ident: $pty:ty),+],)?
-        query: [$($q:literal),*],
+        query: [$($q:literal: $qt:ty),*],
         |$s:ident, $caller:ident, $headers:ident, $f:ident| $body:block
     ) => {
         $(#[doc = $doc])*
@@ -75,9 +75,9 @@ macro_rules! query {
             tag = "queries",
             summary = $summary,
             params(
-                $($(($param = String, Path),)+)?
-                $(($q = Option<String>, Query),)*
-                ("X-Chronicle-Min-Position" = Option<u64>, Header, description = "Wait (up to 5 s) until the read models reach this log position"),
+                $($(($param = inline($pty), Path),)+)?
+                $(($q = inline(Option<$qt>), Query, nullable = false),)*
+                ("X-Chronicle-Min-Position" = inline(Option<crate::http::schema::Position>), Header, nullable = false, description = "Wait (up to 5 s) until the read models reach this log position"),
             ),
             responses(
                 (status = 200, description = "OK", body = crate::http::openapi::$answer),
@@ -95,6 +95,7 @@ macro_rules! query {
         ) -> crate::http::request::Res {
             #[allow(unused_variables)]
             let $f = crate::http::queries::filters::Filters::new(&params, &[$($q),*])?;
+            $($(let $var: String = $var.into();)+)?
             $body
         }
     };

@@ -6,6 +6,7 @@ use serde::{Deserialize, Serialize};
 use super::domain_events;
 
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum AccountType {
     Asset,

@@ -7,6 +7,7 @@ use super::domain_events;
 /// A job's status. Moves only along `PENDING→RUNNING→COMPLETED|FAILED`,
 /// `PENDING|RUNNING→CANCELLED` and `FAILED→PENDING` (retry).
 #[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "UPPERCASE")]
 pub enum JobStatus {
     Pending,

@@ -9,6 +9,7 @@ use utoipa_axum::router::OpenApiRouter;
 use utoipa_axum::routes;
 
 use crate::http::routes::command;
+use crate::http::schema::{AggregateId, ShortText, Text};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -21,26 +22,24 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RegisterAgentBody {
-    agent_id: String,
-    name: String,
-    /// STUDENT, INTERN, SUPERVISED or AUTONOMOUS.
-    #[schema(value_type = String)]
+    agent_id: AggregateId,
+    name: ShortText,
     maturity: Maturity,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct MaturityBody {
-    #[schema(value_type = String)]
     maturity: Maturity,
-    reason: String,
+    reason: Text,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct BypassBody {
     enabled: bool,
-    reason: String,
+    reason: Text,
+    /// Only when enabling, and in the future.
     until: Option<DateTime<Utc>>,
 }
 
@@ -48,8 +47,8 @@ command! {
     register_agent: POST "/v1/commands/agents", "commands: agents", "Register an agent" => 201,
     body: RegisterAgentBody,
     |req| req.run(|b, _| Command::RegisterAgent {
-        agent_id: b.agent_id,
-        name: b.name,
+        agent_id: b.agent_id.into(),
+        name: b.name.into(),
         maturity: b.maturity,
     })
     .await
@@ -58,11 +57,11 @@ command! {
 command! {
     change_maturity: POST "/v1/commands/agents/{id}/maturity",
     "commands: agents", "Change an agent's maturity" => 200,
-    body: MaturityBody, path: ["id" => agent_id: String],
+    body: MaturityBody, path: ["id" => agent_id: AggregateId],
     |req| req.run(|b, _| Command::ChangeMaturity {
-        agent_id,
+        agent_id: agent_id.into(),
         maturity: b.maturity,
-        reason: b.reason,
+        reason: b.reason.into(),
     })
     .await
 }
@@ -73,7 +72,7 @@ command! {
     body: BypassBody,
     |req| req.run(|b, _| Command::SetBypass {
         enabled: b.enabled,
-        reason: b.reason,
+        reason: b.reason.into(),
         until: b.until,
     })
     .await

@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 use super::ReasonBody;
 use crate::http::request::derived_id;
 use crate::http::routes::command;
+use crate::http::schema::{AggregateId, ShortText, Text};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -22,18 +23,18 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct RequestApprovalBody {
-    approval_id: Option<String>,
-    action: String,
+    approval_id: Option<AggregateId>,
+    action: ShortText,
     #[serde(default)]
     #[schema(value_type = Object)]
     payload: Value,
-    reason: String,
+    reason: Text,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OptionalReasonBody {
-    reason: Option<String>,
+    reason: Option<Text>,
 }
 
 command! {
@@ -41,10 +42,12 @@ command! {
     "commands: approvals", "Request an approval" => 201,
     body: RequestApprovalBody,
     |req| req.run(|b, id| Command::RequestApproval {
-        approval_id: b.approval_id.unwrap_or_else(|| derived_id(id, "approval")),
-        action: b.action,
+        approval_id: b
+            .approval_id
+            .map_or_else(|| derived_id(id, "approval"), String::from),
+        action: b.action.into(),
         payload: b.payload,
-        reason: b.reason,
+        reason: b.reason.into(),
     })
     .await
 }
@@ -52,12 +55,18 @@ command! {
 command! {
     approve: POST "/v1/commands/approvals/{id}/approve",
     "commands: approvals", "Approve (runs an escalated command)" => 200,
-    body: OptionalReasonBody, path: ["id" => approval_id: String],
-    |req| req.run(|b, _| Command::ApproveApproval { approval_id, reason: b.reason }).await
+    body: OptionalReasonBody, path: ["id" => approval_id: AggregateId],
+    |req| req.run(|b, _| Command::ApproveApproval {
+        approval_id: approval_id.into(),
+        reason: b.reason.map(String::from),
+    }).await
 }
 
 command! {
     reject: POST "/v1/commands/approvals/{id}/reject", "commands: approvals", "Reject" => 200,
-    body: ReasonBody, path: ["id" => approval_id: String],
-    |req| req.run(|b, _| Command::RejectApproval { approval_id, reason: b.reason }).await
+    body: ReasonBody, path: ["id" => approval_id: AggregateId],
+    |req| req.run(|b, _| Command::RejectApproval {
+        approval_id: approval_id.into(),
+        reason: b.reason.into(),
+    }).await
 }

@@ -12,6 +12,7 @@ use utoipa_axum::routes;
 use super::EmptyBody;
 use crate::http::request::derived_id;
 use crate::http::routes::command;
+use crate::http::schema::{AccountCode, AggregateId, Amount, Currency, ShortText, Text};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -25,52 +26,72 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct OpenAccountBody {
-    code: String,
-    name: String,
-    /// ASSET, LIABILITY, EQUITY, REVENUE or EXPENSE.
+    code: AccountCode,
+    name: ShortText,
     #[serde(rename = "type")]
-    #[schema(value_type = String)]
     account_type: AccountType,
-    currency: String,
+    currency: Currency,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct PostEntryBody {
-    entry_id: Option<String>,
+    entry_id: Option<AggregateId>,
     effective_date: NaiveDate,
+    /// At most 2 000 characters.
     #[serde(default)]
+    #[schema(max_length = 2000, pattern = r"^[^\x00]*$")]
     memo: String,
+    /// Two or more, each exactly one of debit and credit; per currency, debits equal
+    /// credits, on open accounts of the line's currency.
+    #[schema(value_type = Vec<LineSchema>, min_items = 2, max_items = 500)]
     lines: Vec<LineBody>,
 }
 
-#[derive(Deserialize, utoipa::ToSchema)]
+/// One line as it is parsed: which of debit and credit it has is the decider's to check
+/// (`422` when not exactly one), as the document says (`LineSchema`).
+#[derive(Deserialize)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct LineBody {
-    account: String,
-    /// Integer minor units, as a number or a string of digits.
-    #[schema(value_type = Option<i64>)]
+    account: AccountCode,
     debit: Option<chronicle_events::domain::MinorUnits>,
-    #[schema(value_type = Option<i64>)]
     credit: Option<chronicle_events::domain::MinorUnits>,
-    currency: String,
+    currency: Currency,
+}
+
+/// One line of an entry: an account, exactly one of debit and credit, and the line's
+/// currency (the account's).
+#[derive(utoipa::ToSchema)]
+#[serde(untagged, deny_unknown_fields)]
+#[allow(dead_code)] // documents LineBody
+pub(crate) enum LineSchema {
+    Debit {
+        account: AccountCode,
+        debit: Amount,
+        currency: Currency,
+    },
+    Credit {
+        account: AccountCode,
+        credit: Amount,
+        currency: Currency,
+    },
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReverseBody {
-    reason: String,
-    reversal_entry_id: Option<String>,
+    reason: Text,
+    reversal_entry_id: Option<AggregateId>,
 }
 
 command! {
     open_account: POST "/v1/commands/accounts", "commands: ledger", "Open an account" => 201,
     body: OpenAccountBody,
     |req| req.run(|b, _| Command::OpenAccount {
-        code: b.code,
-        name: b.name,
+        code: b.code.into(),
+        name: b.name.into(),
         account_type: b.account_type,
-        currency: b.currency,
+        currency: b.currency.into(),
     })
     .await
 }
@@ -78,8 +99,8 @@ command! {
 command! {
     close_account: POST "/v1/commands/accounts/{code}/close",
     "commands: ledger", "Close an account" => 200,
-    body: EmptyBody, path: ["code" => code: String],
-    |req| req.run(|_, _| Command::CloseAccount { code }).await
+    body: EmptyBody, path: ["code" => code: AccountCode],
+    |req| req.run(|_, _| Command::CloseAccount { code: code.into() }).await
 }
 
 command! {
@@ -87,17 +108,17 @@ command! {
     "commands: ledger", "Post a balanced journal entry" => 201,
     body: PostEntryBody,
     |req| req.run(|b, id| Command::PostEntry {
-        entry_id: b.entry_id.unwrap_or_else(|| derived_id(id, "entry")),
+        entry_id: b.entry_id.map_or_else(|| derived_id(id, "entry"), String::from),
         effective_date: b.effective_date,
         memo: b.memo,
         lines: b
             .lines
             .into_iter()
             .map(|l| JournalLine {
-                account: l.account,
+                account: l.account.into(),
                 debit: l.debit,
                 credit: l.credit,
-                currency: l.currency,
+                currency: l.currency.into(),
             })
             .collect(),
     })
@@ -107,13 +128,13 @@ command! {
 command! {
     reverse_entry: POST "/v1/commands/journal-entries/{id}/reverse",
     "commands: ledger", "Reverse an entry with a mirror entry" => 200,
-    body: ReverseBody, path: ["id" => entry_id: String],
+    body: ReverseBody, path: ["id" => entry_id: AggregateId],
     |req| req.run(|b, id| Command::ReverseEntry {
-        entry_id,
+        entry_id: entry_id.into(),
         reversal_entry_id: b
             .reversal_entry_id
-            .unwrap_or_else(|| derived_id(id, "reversal")),
-        reason: b.reason,
+            .map_or_else(|| derived_id(id, "reversal"), String::from),
+        reason: b.reason.into(),
     })
     .await
 }

@@ -8,6 +8,7 @@
 use serde::Deserialize;
 use utoipa_axum::router::OpenApiRouter;
 
+use crate::http::schema::Text;
 use crate::state::AppState;
 
 mod agents;
@@ -31,7 +32,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
 #[derive(Deserialize, utoipa::ToSchema)]
 #[serde(deny_unknown_fields)]
 pub(crate) struct ReasonBody {
-    pub reason: String,
+    pub reason: Text,
 }
 
 #[derive(Deserialize, utoipa::ToSchema)]

@@ -11,6 +11,7 @@ use uuid::Uuid;
 
 use super::{answer, one, page_of, prepare, query};
 use crate::http::routes::query;
+use crate::http::schema::{AggregateId, Limit};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -33,7 +34,7 @@ fn agent_json(r: &Row) -> Value {
 
 query! {
     agents: GET "/v1/queries/agents", "Agents" => Page,
-    query: ["limit", "after"],
+    query: ["limit": Limit, "after": String],
     |s, caller, headers, f| {
         let page = f.page()?;
         let position = prepare(&s, &caller, &headers, Read::Agents, &["agents"]).await?;
@@ -49,7 +50,7 @@ query! {
 
 query! {
     agent: GET "/v1/queries/agents/{id}", "One agent" => Document,
-    path: ["id" => id: String],
+    path: ["id" => id: AggregateId],
     query: [],
     |s, caller, headers, f| {
         let position = prepare(&s, &caller, &headers, Read::Agents, &["agents"]).await?;
@@ -65,7 +66,7 @@ query! {
 
 query! {
     decisions: GET "/v1/queries/governance/decisions", "Governance decisions" => Page,
-    query: ["agent_id", "outcome", "from", "to", "limit", "after"],
+    query: ["agent_id": AggregateId, "outcome": chronicle_events::domain::agent::Outcome, "from": chrono::DateTime<chrono::Utc>, "to": chrono::DateTime<chrono::Utc>, "limit": Limit, "after": String],
     |s, caller, headers, f| {
         let agent = f.text("agent_id");
         let outcome = f.one_of("outcome", &["ALLOWED", "DENIED", "ESCALATED", "BYPASSED"])?;

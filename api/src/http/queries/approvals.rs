@@ -10,6 +10,7 @@ use uuid::Uuid;
 
 use super::{answer, one, page_of, prepare, query};
 use crate::http::routes::query;
+use crate::http::schema::{AggregateId, Limit};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -39,7 +40,7 @@ fn approval_json(r: &Row) -> Value {
 
 query! {
     approvals: GET "/v1/queries/approvals", "Approvals" => Page,
-    query: ["status", "limit", "after"],
+    query: ["status": chronicle_events::domain::approval::ApprovalStatus, "limit": Limit, "after": String],
     |s, caller, headers, f| {
         let status = f.one_of("status", &["PENDING", "APPROVED", "REJECTED"])?;
         let page = f.page()?;
@@ -55,7 +56,7 @@ query! {
 
 query! {
     approval: GET "/v1/queries/approvals/{id}", "One approval" => Document,
-    path: ["id" => id: String],
+    path: ["id" => id: AggregateId],
     query: [],
     |s, caller, headers, f| {
         let position = prepare(&s, &caller, &headers, Read::Approvals, &["approvals"]).await?;

@@ -10,6 +10,7 @@ use utoipa_axum::routes;
 use super::{answer, one, page_of, prepare, query};
 use crate::error::ApiError;
 use crate::http::routes::query;
+use crate::http::schema::{AggregateId, Limit};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -40,7 +41,7 @@ fn job_json(r: &Row) -> Value {
 
 query! {
     jobs: GET "/v1/queries/jobs", "Jobs" => Page,
-    query: ["status", "agent_id", "kind", "limit", "after"],
+    query: ["status": chronicle_events::domain::job::JobStatus, "agent_id": AggregateId, "kind": String, "limit": Limit, "after": String],
     |s, caller, headers, f| {
         let status = f.one_of("status", STATUSES)?;
         let (agent, kind) = (f.text("agent_id"), f.text("kind"));
@@ -64,7 +65,7 @@ query! {
 
 query! {
     job: GET "/v1/queries/jobs/{id}", "One job" => Document,
-    path: ["id" => id: String],
+    path: ["id" => id: AggregateId],
     query: [],
     |s, caller, headers, f| {
         let position = prepare(&s, &caller, &headers, Read::Jobs, &["jobs"]).await?;
@@ -76,8 +77,8 @@ query! {
 
 query! {
     job_history: GET "/v1/queries/jobs/{id}/history", "A job's status history" => Page,
-    path: ["id" => id: String],
-    query: ["limit", "after"],
+    path: ["id" => id: AggregateId],
+    query: ["limit": Limit, "after": String],
     |s, caller, headers, f| {
         let page = f.page()?;
         let position = prepare(&s, &caller, &headers, Read::Jobs, &["jobs"]).await?;

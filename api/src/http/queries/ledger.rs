@@ -14,6 +14,7 @@ use utoipa_axum::routes;
 use super::{answer, one, page_of, prepare, query};
 use crate::error::ApiError;
 use crate::http::routes::query;
+use crate::http::schema::{AccountCode, AggregateId, Limit};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -44,7 +45,7 @@ fn account_json(r: &Row) -> Value {
 
 query! {
     accounts: GET "/v1/queries/accounts", "Accounts with balances" => Page,
-    query: ["limit", "after"],
+    query: ["limit": Limit, "after": String],
     |s, caller, headers, f| {
         let page = f.page()?;
         let position = prepare(&s, &caller, &headers, Read::Ledger, &["ledger"]).await?;
@@ -58,7 +59,7 @@ query! {
 
 query! {
     account: GET "/v1/queries/accounts/{code}", "One account with its balance" => Document,
-    path: ["code" => code: String],
+    path: ["code" => code: AccountCode],
     query: [],
     |s, caller, headers, f| {
         let position = prepare(&s, &caller, &headers, Read::Ledger, &["ledger"]).await?;
@@ -119,7 +120,7 @@ fn entry_json(r: &Row, lines: &HashMap<String, Vec<Value>>) -> Value {
 
 query! {
     journal_entries: GET "/v1/queries/journal-entries", "Journal entries with lines" => Page,
-    query: ["account", "from", "to", "limit", "after"],
+    query: ["account": AccountCode, "from": chrono::NaiveDate, "to": chrono::NaiveDate, "limit": Limit, "after": String],
     |s, caller, headers, f| {
         let account = f.text("account");
         let (from, to) = (f.date("from")?, f.date("to")?);
@@ -144,7 +145,7 @@ query! {
 
 query! {
     journal_entry: GET "/v1/queries/journal-entries/{id}", "One journal entry" => Document,
-    path: ["id" => id: String],
+    path: ["id" => id: AggregateId],
     query: [],
     |s, caller, headers, f| {
         let position = prepare(&s, &caller, &headers, Read::Ledger, &["ledger"]).await?;
@@ -162,7 +163,7 @@ query! {
     /// Per account and currency, the sums of lines effective on or before `as_of` (today by
     /// default), and per currency the totals, whose debits always equal their credits.
     trial_balance: GET "/v1/queries/trial-balance", "Trial balance per account and currency" => Document,
-    query: ["as_of"],
+    query: ["as_of": chrono::NaiveDate],
     |s, caller, headers, f| {
         let as_of = f.date("as_of")?.unwrap_or_else(|| Utc::now().date_naive());
         let position = prepare(&s, &caller, &headers, Read::Ledger, &["ledger"]).await?;

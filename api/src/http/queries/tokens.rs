@@ -16,6 +16,7 @@ use crate::auth::Caller;
 use crate::error::ApiError;
 use crate::http::request::Res;
 use crate::http::routes::query;
+use crate::http::schema::{AggregateId, Limit, TokenId};
 use crate::state::AppState;
 
 pub fn routes() -> OpenApiRouter<AppState> {
@@ -46,8 +47,8 @@ fn token_json(r: &Row) -> Value {
 
 query! {
     user_tokens: GET "/v1/queries/users/{user_id}/tokens", "A user's tokens" => Page,
-    path: ["user_id" => user_id: String],
-    query: ["active", "limit", "after"],
+    path: ["user_id" => user_id: AggregateId],
+    query: ["active": bool, "limit": Limit, "after": String],
     |s, caller, headers, f| {
         let active = f.boolean("active")?;
         let page = f.page()?;
@@ -64,7 +65,7 @@ query! {
 
 query! {
     token: GET "/v1/queries/tokens/{jti}", "One token" => Document,
-    path: ["jti" => jti: String],
+    path: ["jti" => jti: TokenId],
     query: [],
     |s, caller, headers, f| {
         let position = prepare(&s, &caller, &headers, Read::Tokens, &["tokens"]).await?;
