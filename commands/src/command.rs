@@ -171,17 +171,30 @@ impl Command {
         }
     }
 
-    /// Whether a success creates something new (`201`): an aggregate, or a token.
+    /// Whether a success creates something new (`201`): an aggregate, or a token. Stated
+    /// for every command, so that a new one does not compile until it is.
     pub fn creates(&self) -> bool {
         use Command::*;
-        matches!(
-            self,
+        match self {
             IssueToken { .. }
-                | SubmitJob { .. }
-                | RequestApproval { .. }
-                | OpenAccount { .. }
-                | PostEntry { .. }
-                | RegisterAgent { .. }
-        )
+            | SubmitJob { .. }
+            | RequestApproval { .. }
+            | OpenAccount { .. }
+            | PostEntry { .. }
+            | RegisterAgent { .. } => true,
+            RevokeToken { .. }
+            | RevokeAllTokens { .. }
+            | StartJob { .. }
+            | CompleteJob { .. }
+            | FailJob { .. }
+            | CancelJob { .. }
+            | RetryJob { .. }
+            | ApproveApproval { .. }
+            | RejectApproval { .. }
+            | CloseAccount { .. }
+            | ReverseEntry { .. }
+            | ChangeMaturity { .. }
+            | SetBypass { .. } => false,
+        }
     }
 }
