@@ -37,6 +37,7 @@ pub enum Code {
     UnknownAccount,
     CurrencyMismatch,
     UnknownAgent,
+    Overpayment,
     RateLimited,
     Internal,
     LogUnavailable,
@@ -58,7 +59,7 @@ impl Code {
             }
             PayloadTooLarge => StatusCode::PAYLOAD_TOO_LARGE,
             ValidationFailed | UnbalancedEntry | AccountClosed | UnknownAccount
-            | CurrencyMismatch | UnknownAgent => StatusCode::UNPROCESSABLE_ENTITY,
+            | CurrencyMismatch | UnknownAgent | Overpayment => StatusCode::UNPROCESSABLE_ENTITY,
             RateLimited => StatusCode::TOO_MANY_REQUESTS,
             Internal => StatusCode::INTERNAL_SERVER_ERROR,
             LogUnavailable | ReadStoreUnavailable => StatusCode::SERVICE_UNAVAILABLE,
@@ -95,6 +96,7 @@ impl Code {
             UnknownAccount => "Unknown account",
             CurrencyMismatch => "Currency mismatch",
             UnknownAgent => "Unknown agent",
+            Overpayment => "Overpayment",
             RateLimited => "Rate limited",
             Internal => "Internal error",
             LogUnavailable => "Event log unavailable",
@@ -235,6 +237,7 @@ impl From<chronicle_commands::Rejection> for ApiError {
             R::UnknownAccount => Code::UnknownAccount,
             R::CurrencyMismatch => Code::CurrencyMismatch,
             R::UnknownAgent => Code::UnknownAgent,
+            R::Overpayment => Code::Overpayment,
         };
         let mut e = ApiError::new(code, r.message.clone());
         if let Some(field) = r.field {

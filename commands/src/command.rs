@@ -4,6 +4,8 @@
 use chronicle_events::domain::agent::Maturity;
 use chronicle_events::domain::chart::AccountType;
 use chronicle_events::domain::entry::JournalLine;
+use chronicle_events::domain::invoice::{InvoiceAccounts, InvoiceLine, Recognition};
+use chronicle_events::domain::money::MinorUnits;
 use chronicle_events::domain::user::Role;
 use chronicle_events::{Domain, StreamId};
 use chrono::{DateTime, NaiveDate, Utc};
@@ -104,6 +106,32 @@ pub enum Command {
         reason: String,
         until: Option<DateTime<Utc>>,
     },
+    IssueInvoice {
+        invoice_id: String,
+        customer: String,
+        currency: String,
+        issue_date: NaiveDate,
+        lines: Vec<InvoiceLine>,
+        recognition: Recognition,
+        accounts: InvoiceAccounts,
+    },
+    DeliverInvoice {
+        invoice_id: String,
+        delivered_on: NaiveDate,
+    },
+    RecognizeRevenue {
+        invoice_id: String,
+        through: NaiveDate,
+    },
+    RecordPayment {
+        invoice_id: String,
+        amount: MinorUnits,
+        paid_on: NaiveDate,
+    },
+    VoidInvoice {
+        invoice_id: String,
+        reason: String,
+    },
 }
 
 /// The one stream of the global governance switches.
@@ -136,6 +164,11 @@ impl Command {
             RegisterAgent { .. } => Action::RegisterAgent,
             ChangeMaturity { .. } => Action::ChangeMaturity,
             SetBypass { .. } => Action::SetBypass,
+            IssueInvoice { .. } => Action::IssueInvoice,
+            DeliverInvoice { .. } => Action::DeliverInvoice,
+            RecognizeRevenue { .. } => Action::RecognizeRevenue,
+            RecordPayment { .. } => Action::RecordPayment,
+            VoidInvoice { .. } => Action::VoidInvoice,
         }
     }
 
@@ -168,6 +201,11 @@ impl Command {
                 stream(Domain::Agent, agent_id, "agent_id")
             }
             SetBypass { .. } => stream(Domain::Governance, BYPASS_STREAM_ID, "stream"),
+            IssueInvoice { invoice_id, .. }
+            | DeliverInvoice { invoice_id, .. }
+            | RecognizeRevenue { invoice_id, .. }
+            | RecordPayment { invoice_id, .. }
+            | VoidInvoice { invoice_id, .. } => stream(Domain::Invoice, invoice_id, "invoice_id"),
         }
     }
 
@@ -181,7 +219,8 @@ impl Command {
             | RequestApproval { .. }
             | OpenAccount { .. }
             | PostEntry { .. }
-            | RegisterAgent { .. } => true,
+            | RegisterAgent { .. }
+            | IssueInvoice { .. } => true,
             RevokeToken { .. }
             | RevokeAllTokens { .. }
             | StartJob { .. }
@@ -194,7 +233,11 @@ impl Command {
             | CloseAccount { .. }
             | ReverseEntry { .. }
             | ChangeMaturity { .. }
-            | SetBypass { .. } => false,
+            | SetBypass { .. }
+            | DeliverInvoice { .. }
+            | RecognizeRevenue { .. }
+            | RecordPayment { .. }
+            | VoidInvoice { .. } => false,
         }
     }
 }

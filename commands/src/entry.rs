@@ -6,6 +6,10 @@
 //! currency; per currency, debits equal credits. Sums are checked for overflow; nothing
 //! is rounded. A reversal is two decisions in one append: `Reverse` on the entry, and
 //! `Mirror` on the reversal's own stream (which must not exist yet).
+//!
+//! An entry posted by another aggregate's command carries its `source` (`invoice.<id>`)
+//! and is reversed only on that aggregate's behalf (voiding the invoice), never by hand:
+//! the invoice's amounts would no longer match its entries.
 
 use std::collections::{BTreeMap, HashMap};
 
@@ -15,7 +19,7 @@ use chronicle_events::domain::money::MinorUnits;
 use chrono::NaiveDate;
 
 use crate::chart::Account;
-use crate::{Decider, Rejection, RejectionCode, require_id, require_text};
+use crate::{Decider, Rejection, RejectionCode, require_date, require_id, require_text};
 
 pub const MAX_LINES: usize = 500;
 
@@ -26,10 +30,14 @@ pub enum EntryCommand {
         effective_date: NaiveDate,
         memo: String,
         lines: Vec<JournalLine>,
+        /// The aggregate whose command posts it; `None` by hand.
+        source: Option<String>,
     },
     Reverse {
         reason: String,
         reversal_entry_id: String,
+        /// On whose behalf: must be the entry's own `source` (`None` by hand).
+        on_behalf_of: Option<String>,
     },
     /// The reversal's own entry: the mirror of `original`, effective `on`.
     Mirror {
@@ -155,6 +163,7 @@ pub fn mirror(
             })
             .collect(),
         reverses: Some(original.entry_id.clone()),
+        source: original.source.clone(),
     }
 }
 
@@ -180,10 +189,12 @@ impl Decider for EntryDecider {
                     effective_date,
                     memo,
                     lines,
+                    source,
                 },
                 None,
             ) => {
                 require_id("entry_id", entry_id)?;
+                require_date("effective_date", *effective_date)?;
                 if memo.chars().count() > 2000 {
                     return Err(Rejection::invalid(
                         "memo",
@@ -198,6 +209,7 @@ impl Decider for EntryDecider {
                         memo: memo.clone(),
                         lines: lines.clone(),
                         reverses: None,
+                        source: source.clone(),
                     }
                     .into(),
                 ])
@@ -210,11 +222,23 @@ impl Decider for EntryDecider {
                 EntryCommand::Reverse {
                     reason,
                     reversal_entry_id,
+                    on_behalf_of,
                 },
                 Some(entry),
             ) => {
                 require_text("reason", reason, 2000)?;
                 require_id("reversal_entry_id", reversal_entry_id)?;
+                if let Some(source) = &entry.posted.source
+                    && on_behalf_of.as_ref() != Some(source)
+                {
+                    return Err(Rejection::new(
+                        RejectionCode::InvalidTransition,
+                        format!(
+                            "entry {} was posted by {source} and is reversed only through it",
+                            entry.posted.entry_id
+                        ),
+                    ));
+                }
                 if let Some(by) = &entry.reversed_by {
                     return Err(Rejection::new(
                         RejectionCode::InvalidTransition,
@@ -328,6 +352,7 @@ mod tests {
             effective_date: date(),
             memo: "sale".into(),
             lines,
+            source: None,
         }
     }
 
@@ -345,6 +370,7 @@ mod tests {
             memo: "sale".into(),
             lines,
             reverses: None,
+            source: None,
         }
     }
 
@@ -382,6 +408,7 @@ mod tests {
                 effective_date: date(),
                 memo: String::new(),
                 lines: sale(),
+                source: None,
             })
             .then_invalid("entry_id");
         EntryDecider::given([])
@@ -391,8 +418,20 @@ mod tests {
                 effective_date: date(),
                 memo: "m".repeat(2001),
                 lines: sale(),
+                source: None,
             })
             .then_invalid("memo");
+        // A date no read store keeps is refused before it reaches the log.
+        EntryDecider::given([])
+            .with(chart())
+            .when(EntryCommand::Post {
+                entry_id: "e1".into(),
+                effective_date: NaiveDate::from_ymd_opt(-4, 1, 1).unwrap(),
+                memo: String::new(),
+                lines: sale(),
+                source: None,
+            })
+            .then_invalid("effective_date");
         // Without the chart, every account is unknown.
         EntryDecider::given([])
             .when(post(sale()))
@@ -466,6 +505,7 @@ mod tests {
         EntryCommand::Reverse {
             reason: reason.into(),
             reversal_entry_id: id.into(),
+            on_behalf_of: None,
         }
     }
 
@@ -526,11 +566,70 @@ mod tests {
                     line("sales", Some(1250), None, "EUR"),
                 ],
                 reverses: Some("e1".into()),
+                source: None,
             }
             .into()]);
         EntryDecider::given([posted(sale()).into()])
             .when(mirror_of("e1"))
             .then_error(AlreadyExists);
+        // A mirror keeps its original's source.
+        let sourced = JournalEntryPosted {
+            source: Some("invoice.i1".into()),
+            ..posted(sale())
+        };
+        EntryDecider::given([])
+            .when(EntryCommand::Mirror {
+                original: sourced,
+                reversal_entry_id: "e1-rev".into(),
+                on,
+            })
+            .then([JournalEntryPosted {
+                entry_id: "e1-rev".into(),
+                effective_date: on,
+                memo: "Reversal of e1".into(),
+                lines: vec![
+                    line("cash", None, Some(1250), "EUR"),
+                    line("sales", Some(1250), None, "EUR"),
+                ],
+                reverses: Some("e1".into()),
+                source: Some("invoice.i1".into()),
+            }
+            .into()]);
+    }
+
+    #[test]
+    fn an_entry_with_a_source_is_posted_and_reversed_only_through_it() {
+        let sourced = || JournalEntryPosted {
+            source: Some("invoice.i1".into()),
+            ..posted(sale())
+        };
+        EntryDecider::given([])
+            .with(chart())
+            .when(EntryCommand::Post {
+                entry_id: "e1".into(),
+                effective_date: date(),
+                memo: "sale".into(),
+                lines: sale(),
+                source: Some("invoice.i1".into()),
+            })
+            .then([sourced().into()]);
+        let on_behalf = |of: Option<&str>| EntryCommand::Reverse {
+            reason: "void".into(),
+            reversal_entry_id: "e1-rev".into(),
+            on_behalf_of: of.map(str::to_owned),
+        };
+        let given = || EntryDecider::given([sourced().into()]).with(chart());
+        given().when(on_behalf(None)).then_error(InvalidTransition);
+        given()
+            .when(on_behalf(Some("invoice.i2")))
+            .then_error(InvalidTransition);
+        given()
+            .when(on_behalf(Some("invoice.i1")))
+            .then([JournalEntryReversed {
+                reason: "void".into(),
+                reversal_entry_id: "e1-rev".into(),
+            }
+            .into()]);
     }
 
     proptest! {

@@ -11,7 +11,7 @@ use chrono::{DateTime, Utc};
 use crate::{Decider, Rejection, require_text};
 
 /// Every command of the contract, by what it does.
-#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash)]
+#[derive(Debug, Clone, Copy, PartialEq, Eq, Hash, strum::EnumIter)]
 pub enum Action {
     IssueToken,
     RevokeToken,
@@ -32,6 +32,11 @@ pub enum Action {
     RegisterAgent,
     ChangeMaturity,
     SetBypass,
+    IssueInvoice,
+    DeliverInvoice,
+    RecognizeRevenue,
+    RecordPayment,
+    VoidInvoice,
 }
 
 impl Action {
@@ -57,6 +62,11 @@ impl Action {
             RegisterAgent => "agent.register",
             ChangeMaturity => "agent.change_maturity",
             SetBypass => "governance.bypass",
+            IssueInvoice => "invoice.issue",
+            DeliverInvoice => "invoice.deliver",
+            RecognizeRevenue => "invoice.recognize",
+            RecordPayment => "invoice.pay",
+            VoidInvoice => "invoice.void",
         }
     }
 
@@ -69,7 +79,8 @@ impl Action {
             IssueToken | RevokeToken | RevokeAllTokens | SubmitJob | StartJob | CompleteJob
             | FailJob | CancelJob | RetryJob | RequestApproval | ApproveApproval
             | RejectApproval | OpenAccount | CloseAccount | PostEntry | ReverseEntry
-            | SetBypass => true,
+            | SetBypass | IssueInvoice | DeliverInvoice | RecognizeRevenue | RecordPayment
+            | VoidInvoice => true,
             RegisterAgent | ChangeMaturity => false,
         }
     }
@@ -81,8 +92,9 @@ impl Action {
         use Complexity::*;
         Some(match self {
             SubmitJob | StartJob | CompleteJob | FailJob | RequestApproval => Low,
-            CancelJob | RetryJob | OpenAccount => Moderate,
-            PostEntry | ReverseEntry | CloseAccount | RevokeToken => High,
+            CancelJob | RetryJob | OpenAccount | IssueInvoice | VoidInvoice => Moderate,
+            PostEntry | ReverseEntry | CloseAccount | RevokeToken | DeliverInvoice
+            | RecognizeRevenue | RecordPayment => High,
             RevokeAllTokens | RegisterAgent | ChangeMaturity => Critical,
             ApproveApproval | RejectApproval | IssueToken | SetBypass => return None,
         })
@@ -228,6 +240,12 @@ mod tests {
             (RegisterAgent, Supervised, Outcome::Escalated),
             (ChangeMaturity, Intern, Outcome::Denied),
             (RevokeAllTokens, Autonomous, Outcome::Allowed),
+            (IssueInvoice, Intern, Outcome::Allowed),
+            (IssueInvoice, Student, Outcome::Escalated),
+            (VoidInvoice, Intern, Outcome::Allowed),
+            (DeliverInvoice, Intern, Outcome::Escalated),
+            (RecognizeRevenue, Supervised, Outcome::Allowed),
+            (RecordPayment, Student, Outcome::Denied),
         ];
         for (action, maturity, outcome) in cases {
             let c = action.complexity().unwrap();

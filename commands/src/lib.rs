@@ -15,6 +15,7 @@ pub mod command;
 pub mod entry;
 pub mod governance;
 pub mod handler;
+pub mod invoice;
 pub mod job;
 pub mod permissions;
 #[cfg(test)]
@@ -39,6 +40,8 @@ pub enum RejectionCode {
     UnknownAccount,
     CurrencyMismatch,
     UnknownAgent,
+    /// A payment larger than what is outstanding.
+    Overpayment,
 }
 
 #[derive(Debug, Clone, PartialEq, Eq, thiserror::Error)]
@@ -110,6 +113,26 @@ pub trait Decider {
         events
             .into_iter()
             .fold(Self::initial_state(), |s, e| Self::evolve(s, e))
+    }
+}
+
+/// The calendar dates a command may carry: years 1 to 9999, what ISO 8601's plain form
+/// writes and every store of the read models keeps. (A date the read store cannot hold,
+/// accepted into the log, would stop a projection for good.)
+pub fn valid_date(date: chrono::NaiveDate) -> bool {
+    use chrono::Datelike;
+    (1..=9999).contains(&date.year())
+}
+
+/// Checks a calendar date a command carries (see [`valid_date`]).
+pub fn require_date(field: &'static str, date: chrono::NaiveDate) -> Result<(), Rejection> {
+    if valid_date(date) {
+        Ok(())
+    } else {
+        Err(Rejection::invalid(
+            field,
+            format!("{field} must be a date from 0001-01-01 to 9999-12-31"),
+        ))
     }
 }
 

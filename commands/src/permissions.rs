@@ -49,17 +49,19 @@ pub enum Area {
     Jobs,
     Approvals,
     Ledger,
+    Invoices,
     Agents,
     Governance,
     Audit,
 }
 
 impl Area {
-    pub const ALL: [Area; 7] = [
+    pub const ALL: [Area; 8] = [
         Area::Tokens,
         Area::Jobs,
         Area::Approvals,
         Area::Ledger,
+        Area::Invoices,
         Area::Agents,
         Area::Governance,
         Area::Audit,
@@ -71,6 +73,7 @@ impl Area {
             Area::Jobs => "jobs",
             Area::Approvals => "approvals",
             Area::Ledger => "ledger",
+            Area::Invoices => "invoices",
             Area::Agents => "agents",
             Area::Governance => "governance",
             Area::Audit => "audit",
@@ -131,12 +134,14 @@ pub fn rule(role: Role, action: Action) -> Rule {
             IssueToken | RevokeToken | RevokeAllTokens | SubmitJob | StartJob | CompleteJob
             | FailJob | CancelJob | RetryJob | RequestApproval | ApproveApproval
             | RejectApproval | OpenAccount | CloseAccount | PostEntry | ReverseEntry
-            | RegisterAgent | ChangeMaturity | SetBypass => Allowed,
+            | RegisterAgent | ChangeMaturity | SetBypass | IssueInvoice | DeliverInvoice
+            | RecognizeRevenue | RecordPayment | VoidInvoice => Allowed,
         },
         Role::Writer => match action {
             SubmitJob | StartJob | CompleteJob | FailJob | CancelJob | RetryJob
             | RequestApproval | ApproveApproval | RejectApproval | OpenAccount | CloseAccount
-            | PostEntry | ReverseEntry => Allowed,
+            | PostEntry | ReverseEntry | IssueInvoice | DeliverInvoice | RecognizeRevenue
+            | RecordPayment | VoidInvoice => Allowed,
             RevokeToken | RevokeAllTokens => OwnOnly,
             IssueToken | RegisterAgent | ChangeMaturity | SetBypass => Never,
         },
@@ -144,14 +149,18 @@ pub fn rule(role: Role, action: Action) -> Rule {
             RevokeToken | RevokeAllTokens => OwnOnly,
             IssueToken | SubmitJob | StartJob | CompleteJob | FailJob | CancelJob | RetryJob
             | RequestApproval | ApproveApproval | RejectApproval | OpenAccount | CloseAccount
-            | PostEntry | ReverseEntry | RegisterAgent | ChangeMaturity | SetBypass => Never,
+            | PostEntry | ReverseEntry | RegisterAgent | ChangeMaturity | SetBypass
+            | IssueInvoice | DeliverInvoice | RecognizeRevenue | RecordPayment | VoidInvoice => {
+                Never
+            }
         },
         // An agent works; it never widens anyone's powers: it does not issue tokens,
         // decide approvals, register agents, switch the bypass or change its own maturity.
         Role::Agent => match action {
             RevokeToken | RevokeAllTokens | SubmitJob | StartJob | CompleteJob | FailJob
             | CancelJob | RetryJob | RequestApproval | OpenAccount | CloseAccount | PostEntry
-            | ReverseEntry => Governed,
+            | ReverseEntry | IssueInvoice | DeliverInvoice | RecognizeRevenue | RecordPayment
+            | VoidInvoice => Governed,
             ChangeMaturity => GovernedNotSelf,
             IssueToken | ApproveApproval | RejectApproval | RegisterAgent | SetBypass => Never,
         },
@@ -175,6 +184,11 @@ pub fn area(command: &Command) -> Area {
         }
         RegisterAgent { .. } | ChangeMaturity { .. } => Area::Agents,
         SetBypass { .. } => Area::Governance,
+        IssueInvoice { .. }
+        | DeliverInvoice { .. }
+        | RecognizeRevenue { .. }
+        | RecordPayment { .. }
+        | VoidInvoice { .. } => Area::Invoices,
     }
 }
 
@@ -232,6 +246,8 @@ pub enum Read {
     Jobs,
     Approvals,
     Ledger,
+    /// Invoices and the revenue report.
+    Invoices,
     Agents,
     /// Where the projections stand: any reader may ask.
     Projections,
@@ -245,6 +261,7 @@ pub fn may_read(principal: &Principal, what: Read) -> Result<(), String> {
         | Read::Jobs
         | Read::Approvals
         | Read::Ledger
+        | Read::Invoices
         | Read::Agents
         | Read::Projections => match principal.role {
             Role::Analyst | Role::Auditor | Role::Admin => true,
@@ -266,6 +283,7 @@ pub fn may_read(principal: &Principal, what: Read) -> Result<(), String> {
         Read::Jobs => Area::Jobs,
         Read::Approvals => Area::Approvals,
         Read::Ledger => Area::Ledger,
+        Read::Invoices => Area::Invoices,
         Read::Agents => Area::Agents,
         Read::Audit => Area::Audit,
         Read::Projections => return Ok(()),
@@ -290,94 +308,133 @@ mod tests {
         Principal::new("u1", role, scopes.iter().map(|s| s.to_string()).collect())
     }
 
-    fn one_of_each() -> Vec<Command> {
+    /// A command of each action: an exhaustive match, so that a new action has an example
+    /// (and is in every table test below) before it compiles.
+    fn example(action: Action) -> Command {
         use chronicle_events::domain::agent::Maturity;
         use chronicle_events::domain::chart::AccountType;
+        use chronicle_events::domain::invoice::{InvoiceLine, Recognition};
+        use chronicle_events::domain::money::MinorUnits;
         let id = || "x".to_owned();
-        vec![
-            Command::IssueToken {
+        let day = chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap();
+        match action {
+            Action::IssueToken => Command::IssueToken {
                 user_id: id(),
                 role: Role::Writer,
                 scopes: vec![],
                 ttl_seconds: None,
             },
-            Command::RevokeToken {
+            Action::RevokeToken => Command::RevokeToken {
                 user_id: id(),
                 jti: uuid::Uuid::nil(),
                 reason: id(),
             },
-            Command::RevokeAllTokens {
+            Action::RevokeAllTokens => Command::RevokeAllTokens {
                 user_id: id(),
                 reason: id(),
             },
-            Command::SubmitJob {
+            Action::SubmitJob => Command::SubmitJob {
                 job_id: id(),
                 agent_id: id(),
                 kind: id(),
                 input: json!({}),
             },
-            Command::StartJob { job_id: id() },
-            Command::CompleteJob {
+            Action::StartJob => Command::StartJob { job_id: id() },
+            Action::CompleteJob => Command::CompleteJob {
                 job_id: id(),
                 result: json!(1),
             },
-            Command::FailJob {
+            Action::FailJob => Command::FailJob {
                 job_id: id(),
                 error: id(),
             },
-            Command::CancelJob {
+            Action::CancelJob => Command::CancelJob {
                 job_id: id(),
                 reason: id(),
             },
-            Command::RetryJob { job_id: id() },
-            Command::RequestApproval {
+            Action::RetryJob => Command::RetryJob { job_id: id() },
+            Action::RequestApproval => Command::RequestApproval {
                 approval_id: id(),
                 action: id(),
                 payload: json!({}),
                 reason: id(),
             },
-            Command::ApproveApproval {
+            Action::ApproveApproval => Command::ApproveApproval {
                 approval_id: id(),
                 reason: None,
             },
-            Command::RejectApproval {
+            Action::RejectApproval => Command::RejectApproval {
                 approval_id: id(),
                 reason: id(),
             },
-            Command::OpenAccount {
+            Action::OpenAccount => Command::OpenAccount {
                 code: id(),
                 name: id(),
                 account_type: AccountType::Asset,
                 currency: "EUR".into(),
             },
-            Command::CloseAccount { code: id() },
-            Command::PostEntry {
+            Action::CloseAccount => Command::CloseAccount { code: id() },
+            Action::PostEntry => Command::PostEntry {
                 entry_id: id(),
                 effective_date: chrono::NaiveDate::from_ymd_opt(2026, 1, 1).unwrap(),
                 memo: id(),
                 lines: vec![],
             },
-            Command::ReverseEntry {
+            Action::ReverseEntry => Command::ReverseEntry {
                 entry_id: id(),
                 reversal_entry_id: id(),
                 reason: id(),
             },
-            Command::RegisterAgent {
+            Action::RegisterAgent => Command::RegisterAgent {
                 agent_id: id(),
                 name: id(),
                 maturity: Maturity::Student,
             },
-            Command::ChangeMaturity {
+            Action::ChangeMaturity => Command::ChangeMaturity {
                 agent_id: id(),
                 maturity: Maturity::Intern,
                 reason: id(),
             },
-            Command::SetBypass {
+            Action::SetBypass => Command::SetBypass {
                 enabled: true,
                 reason: id(),
                 until: None,
             },
-        ]
+            Action::IssueInvoice => Command::IssueInvoice {
+                invoice_id: id(),
+                customer: id(),
+                currency: "EUR".into(),
+                issue_date: day,
+                lines: vec![InvoiceLine {
+                    description: id(),
+                    amount: MinorUnits(1),
+                }],
+                recognition: Recognition::OnDelivery,
+                accounts: crate::invoice::default_accounts(),
+            },
+            Action::DeliverInvoice => Command::DeliverInvoice {
+                invoice_id: id(),
+                delivered_on: day,
+            },
+            Action::RecognizeRevenue => Command::RecognizeRevenue {
+                invoice_id: id(),
+                through: day,
+            },
+            Action::RecordPayment => Command::RecordPayment {
+                invoice_id: id(),
+                amount: MinorUnits(1),
+                paid_on: day,
+            },
+            Action::VoidInvoice => Command::VoidInvoice {
+                invoice_id: id(),
+                reason: id(),
+            },
+        }
+    }
+
+    fn one_of_each() -> Vec<Command> {
+        use strum::IntoEnumIterator;
+        Action::iter().map(example).collect()
     }
 
     /// The roles table, as the README states it: which commands each role may run on
@@ -397,7 +454,7 @@ mod tests {
             }
         };
         let all: Vec<Action> = one_of_each().iter().map(Command::action).collect();
-        assert_eq!(all.len(), 19, "one command of each kind");
+        assert_eq!(all.len(), 24, "one command of each kind");
         expect(Role::Admin, &all);
         expect(
             Role::Writer,
@@ -415,6 +472,11 @@ mod tests {
                 CloseAccount,
                 PostEntry,
                 ReverseEntry,
+                IssueInvoice,
+                DeliverInvoice,
+                RecognizeRevenue,
+                RecordPayment,
+                VoidInvoice,
             ],
         );
         expect(Role::Analyst, &[]);
@@ -436,6 +498,11 @@ mod tests {
                 PostEntry,
                 ReverseEntry,
                 ChangeMaturity,
+                IssueInvoice,
+                DeliverInvoice,
+                RecognizeRevenue,
+                RecordPayment,
+                VoidInvoice,
             ],
         );
     }

@@ -22,6 +22,8 @@ pub enum Domain {
     Entry,
     /// An agent's registration, maturity and governance decisions.
     Agent,
+    /// An invoice and its revenue recognition.
+    Invoice,
     /// Global governance switches (`governance.bypass`).
     Governance,
     /// Signed checkpoints of the log (`seal.log`).
@@ -29,13 +31,14 @@ pub enum Domain {
 }
 
 impl Domain {
-    pub const ALL: [Domain; 8] = [
+    pub const ALL: [Domain; 9] = [
         Domain::User,
         Domain::Job,
         Domain::Approval,
         Domain::Chart,
         Domain::Entry,
         Domain::Agent,
+        Domain::Invoice,
         Domain::Governance,
         Domain::Seal,
     ];
@@ -48,6 +51,7 @@ impl Domain {
             Domain::Chart => "chart",
             Domain::Entry => "entry",
             Domain::Agent => "agent",
+            Domain::Invoice => "invoice",
             Domain::Governance => "governance",
             Domain::Seal => "seal",
         }

@@ -11,7 +11,7 @@ use crate::domain::DecodeError;
 /// Today's schema of each event type; types not listed are at schema 1.
 pub fn current_schema(event_type: &str) -> u32 {
     match event_type {
-        "TokenIssued" => 2,
+        "TokenIssued" | "JournalEntryPosted" => 2,
         _ => 1,
     }
 }
@@ -34,6 +34,9 @@ fn step(event_type: &str, from: u32, data: Value) -> Option<Value> {
             }
             Some(data)
         }
+        // JournalEntryPosted 1 → 2: `source` (the aggregate that posted the entry) was
+        // added; every entry of schema 1 was posted by hand, so it has none.
+        ("JournalEntryPosted", 1) => Some(data),
         _ => None,
     }
 }

@@ -2,8 +2,9 @@
 //! SQL statements that fold it in. Statements only write (no read-modify-write), so a
 //! batch can be sent pipelined, in order, inside one transaction.
 
+use chronicle_events::domain::invoice::Recognition;
 use chronicle_events::domain::{
-    AgentEvent, ApprovalEvent, ChartEvent, EntryEvent, Event, JobEvent, UserEvent,
+    AgentEvent, ApprovalEvent, ChartEvent, EntryEvent, Event, InvoiceEvent, JobEvent, UserEvent,
 };
 use chronicle_events::{Domain, RecordedEvent};
 use tokio_postgres::types::ToSql;
@@ -250,7 +251,9 @@ impl Projection for Approvals {
     }
 }
 
-/// The chart of accounts with balances, journal entries and their lines.
+/// The chart of accounts with balances, journal entries and their lines, and invoices: one
+/// projection, so that an invoice and the entries it posted are exact as of the same
+/// position.
 pub struct Ledger;
 
 impl Projection for Ledger {
@@ -258,10 +261,10 @@ impl Projection for Ledger {
         "ledger"
     }
     fn domains(&self) -> &'static [Domain] {
-        &[Domain::Chart, Domain::Entry]
+        &[Domain::Chart, Domain::Entry, Domain::Invoice]
     }
     fn tables(&self) -> &'static [&'static str] {
-        &["journal_lines", "journal_entries", "accounts"]
+        &["invoices", "journal_lines", "journal_entries", "accounts"]
     }
     fn apply(&self, r: &RecordedEvent, event: &Event, out: &mut Vec<Stmt>) {
         let at = r.envelope.occurred_at;
@@ -284,22 +287,23 @@ impl Projection for Ledger {
             )),
             Event::Entry(EntryEvent::JournalEntryPosted(p)) => {
                 out.push(stmt!(
-                    "INSERT INTO journal_entries (entry_id, effective_date, memo, reverses, posted_by, posted_at, seq, position)
-                     VALUES ($1, $2, $3, $4, $5, $6, $7, $7)",
+                    "INSERT INTO journal_entries (entry_id, effective_date, memo, reverses, posted_by, posted_at, source, seq, position)
+                     VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $8)",
                     p.entry_id.clone(),
                     p.effective_date,
                     p.memo.clone(),
                     p.reverses.clone(),
                     r.envelope.actor.id.clone(),
                     at,
+                    p.source.clone(),
                     pos(r),
                 ));
                 for (i, line) in p.lines.iter().enumerate() {
                     let debit = line.debit.map(|m| m.0);
                     let credit = line.credit.map(|m| m.0);
                     out.push(stmt!(
-                        "INSERT INTO journal_lines (entry_id, line_no, account, debit, credit, currency, effective_date, seq)
-                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8)",
+                        "INSERT INTO journal_lines (entry_id, line_no, account, debit, credit, currency, effective_date, source, seq)
+                         VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
                         p.entry_id.clone(),
                         i as i32 + 1,
                         line.account.clone(),
@@ -307,6 +311,7 @@ impl Projection for Ledger {
                         credit,
                         line.currency.clone(),
                         p.effective_date,
+                        p.source.clone(),
                         pos(r),
                     ));
                     out.push(stmt!(
@@ -325,8 +330,84 @@ impl Projection for Ledger {
                 e.reason.clone(),
                 pos(r),
             )),
+            Event::Invoice(e) => invoice(r, e, out),
             _ => {}
         }
+    }
+}
+
+/// An invoice's row: amounts moved by increments, so each statement only writes.
+fn invoice(r: &RecordedEvent, event: &InvoiceEvent, out: &mut Vec<Stmt>) {
+    let at = r.envelope.occurred_at;
+    let id = r.envelope.stream.id().to_owned();
+    match event {
+        InvoiceEvent::InvoiceIssued(i) => {
+            let (method, start, months) = match i.recognition {
+                Recognition::OnDelivery => ("ON_DELIVERY", None, None),
+                Recognition::Ratable { start, months } => {
+                    ("RATABLE", Some(start), Some(months as i32))
+                }
+            };
+            out.push(stmt!(
+                "INSERT INTO invoices (invoice_id, customer, currency, issue_date, status, method, start_date, months, lines,
+                                       total, deferred, outstanding, receivable_account, deferred_account, revenue_account,
+                                       cash_account, entry_ids, issued_by, issued_at, updated_at, seq, position)
+                 VALUES ($1, $2, $3, $4, 'DRAFT', $5, $6, $7, $8, $9, $9, $9, $10, $11, $12, $13, ARRAY[$14::text], $15, $16, $16, $17, $17)",
+                id,
+                i.customer.clone(),
+                i.currency.clone(),
+                i.issue_date,
+                method,
+                start,
+                months,
+                serde_json::to_value(&i.lines).unwrap_or_default(),
+                i.total.0,
+                i.accounts.receivable.clone(),
+                i.accounts.deferred.clone(),
+                i.accounts.revenue.clone(),
+                i.accounts.cash.clone(),
+                i.entry_id.clone(),
+                r.envelope.actor.id.clone(),
+                at,
+                pos(r),
+            ));
+        }
+        InvoiceEvent::RevenueRecognized(e) => out.push(stmt!(
+            "UPDATE invoices SET recognized = recognized + $2, deferred = deferred - $2,
+                    months_recognized = COALESCE($3, months_recognized), delivered_on = COALESCE($4, delivered_on),
+                    status = CASE WHEN status = 'DRAFT' THEN 'OPEN' ELSE status END,
+                    entry_ids = array_append(entry_ids, $5::text), updated_at = $6, position = $7
+             WHERE invoice_id = $1",
+            id,
+            e.amount.0,
+            e.month.map(|m| m as i32),
+            e.delivered_on,
+            e.entry_id.clone(),
+            at,
+            pos(r),
+        )),
+        InvoiceEvent::PaymentReceived(e) => out.push(stmt!(
+            "UPDATE invoices SET paid = paid + $2, outstanding = outstanding - $2,
+                    status = CASE WHEN outstanding = $2 THEN 'PAID' ELSE 'PARTIALLY_PAID' END,
+                    entry_ids = array_append(entry_ids, $3::text), updated_at = $4, position = $5
+             WHERE invoice_id = $1",
+            id,
+            e.amount.0,
+            e.entry_id.clone(),
+            at,
+            pos(r),
+        )),
+        InvoiceEvent::InvoiceVoided(e) => out.push(stmt!(
+            "UPDATE invoices SET status = 'VOID', deferred = 0, outstanding = 0, void_reason = $2, voided_on = $3,
+                    entry_ids = array_append(entry_ids, $4::text), updated_at = $5, position = $6
+             WHERE invoice_id = $1",
+            id,
+            e.reason.clone(),
+            e.voided_on,
+            e.entry_id.clone(),
+            at,
+            pos(r),
+        )),
     }
 }
 

@@ -7,6 +7,7 @@ use chronicle_commands::approval::ApprovalDecider;
 use chronicle_commands::chart::ChartDecider;
 use chronicle_commands::entry::EntryDecider;
 use chronicle_commands::governance::BypassDecider;
+use chronicle_commands::invoice::InvoiceDecider;
 use chronicle_commands::job::JobDecider;
 use chronicle_commands::user::UserDecider;
 use chronicle_events::domain::{DomainEvent, Event, SealEvent};
@@ -161,6 +162,7 @@ pub async fn state_at(
         Domain::Chart => fold::<ChartDecider>(&events),
         Domain::Entry => fold::<EntryDecider>(&events),
         Domain::Agent => fold::<AgentDecider>(&events),
+        Domain::Invoice => fold::<InvoiceDecider>(&events),
         Domain::Governance => fold::<BypassDecider>(&events),
         Domain::Seal => {
             let seals: Vec<_> = events

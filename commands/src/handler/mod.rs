@@ -26,6 +26,7 @@ use crate::{Decider, Rejection};
 
 pub mod cache;
 mod governance;
+mod invoicing;
 mod plan;
 
 pub use cache::Loaded;

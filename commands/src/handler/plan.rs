@@ -60,7 +60,7 @@ impl Plan {
 
     /// Writes `events` decided on `loaded` to `stream`, expecting the head they were
     /// decided on.
-    fn decided<E: Into<chronicle_events::Event>, S>(
+    pub(super) fn decided<E: Into<chronicle_events::Event>, S>(
         &mut self,
         ctx: &Ctx,
         stream: StreamId,
@@ -246,6 +246,7 @@ impl CommandHandler {
                     effective_date: *effective_date,
                     memo: memo.clone(),
                     lines: lines.clone(),
+                    source: None,
                 };
                 let (loaded, events) = self
                     .decide::<EntryDecider>(ctx, &stream, latest, post, &chart)
@@ -269,6 +270,7 @@ impl CommandHandler {
                 let reverse = EntryCommand::Reverse {
                     reason: reason.clone(),
                     reversal_entry_id: reversal_entry_id.clone(),
+                    on_behalf_of: None,
                 };
                 let events = EntryDecider::decide(&reverse, &loaded.state, &chart)?;
                 let original = loaded.state.clone().map(|e| e.posted).ok_or_else(|| {
@@ -321,6 +323,14 @@ impl CommandHandler {
                     now: ctx.now
                 }
             ),
+            Command::IssueInvoice { .. }
+            | Command::DeliverInvoice { .. }
+            | Command::RecognizeRevenue { .. }
+            | Command::RecordPayment { .. }
+            | Command::VoidInvoice { .. } => {
+                self.plan_invoice(ctx, command, &stream, latest, &mut plan)
+                    .await?
+            }
         }
         Ok(plan)
     }
@@ -328,7 +338,7 @@ impl CommandHandler {
     /// Decides `command` for `stream` with `D`: on the empty state when the stream is new
     /// to this process and that accepts it (see [`CommandHandler::assume_new`]), else on
     /// the state [`CommandHandler::load_for_decision`] gives.
-    async fn decide<D: Decider + 'static>(
+    pub(super) async fn decide<D: Decider + 'static>(
         &self,
         ctx: &Ctx,
         stream: &StreamId,
@@ -412,7 +422,7 @@ impl CommandHandler {
 
     /// The accounts named by an entry's lines, as the log has them now (only consulted, so
     /// no append would catch a stale one).
-    async fn chart_for<'a>(
+    pub(super) async fn chart_for<'a>(
         &self,
         codes: impl Iterator<Item = &'a str>,
     ) -> Result<Chart, HandlerError> {

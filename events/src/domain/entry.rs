@@ -17,7 +17,9 @@ pub struct JournalLine {
     pub currency: String,
 }
 
-/// A balanced entry. `reverses` names the entry this one mirrors, when it is a reversal.
+/// A balanced entry. `reverses` names the entry this one mirrors, when it is a reversal;
+/// `source` the aggregate whose command posted it (`invoice.<id>`), absent for an entry
+/// posted by hand (schema 2; entries of schema 1 have none).
 #[derive(Debug, Clone, PartialEq, Eq, Serialize, Deserialize)]
 pub struct JournalEntryPosted {
     pub entry_id: String,
@@ -26,6 +28,8 @@ pub struct JournalEntryPosted {
     pub lines: Vec<JournalLine>,
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub reverses: Option<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub source: Option<String>,
 }
 
 /// The entry is reversed by `reversal_entry_id`, posted in the same append.

@@ -14,6 +14,7 @@ pub mod approval;
 pub mod chart;
 pub mod entry;
 pub mod governance;
+pub mod invoice;
 pub mod job;
 pub mod money;
 pub mod seal;
@@ -24,6 +25,7 @@ pub use approval::ApprovalEvent;
 pub use chart::ChartEvent;
 pub use entry::EntryEvent;
 pub use governance::GovernanceEvent;
+pub use invoice::InvoiceEvent;
 pub use job::JobEvent;
 pub use money::MinorUnits;
 pub use seal::SealEvent;
@@ -117,6 +119,7 @@ pub enum Event {
     Chart(ChartEvent),
     Entry(EntryEvent),
     Agent(AgentEvent),
+    Invoice(InvoiceEvent),
     Governance(GovernanceEvent),
     Seal(SealEvent),
 }
@@ -135,6 +138,7 @@ event_from!(
     Chart(ChartEvent),
     Entry(EntryEvent),
     Agent(AgentEvent),
+    Invoice(InvoiceEvent),
     Governance(GovernanceEvent),
     Seal(SealEvent)
 );
@@ -170,6 +174,7 @@ impl Event {
             Event::Chart(_) => Domain::Chart,
             Event::Entry(_) => Domain::Entry,
             Event::Agent(_) => Domain::Agent,
+            Event::Invoice(_) => Domain::Invoice,
             Event::Governance(_) => Domain::Governance,
             Event::Seal(_) => Domain::Seal,
         }
@@ -183,6 +188,7 @@ impl Event {
             Event::Chart(e) => e.event_type(),
             Event::Entry(e) => e.event_type(),
             Event::Agent(e) => e.event_type(),
+            Event::Invoice(e) => e.event_type(),
             Event::Governance(e) => e.event_type(),
             Event::Seal(e) => e.event_type(),
         }
@@ -197,6 +203,7 @@ impl Event {
             Event::Chart(e) => parts(e),
             Event::Entry(e) => parts(e),
             Event::Agent(e) => parts(e),
+            Event::Invoice(e) => parts(e),
             Event::Governance(e) => parts(e),
             Event::Seal(e) => parts(e),
         }
@@ -225,6 +232,7 @@ impl Event {
             Domain::Chart => Event::Chart(decode_as(event_type, data)?),
             Domain::Entry => Event::Entry(decode_as(event_type, data)?),
             Domain::Agent => Event::Agent(decode_as(event_type, data)?),
+            Domain::Invoice => Event::Invoice(decode_as(event_type, data)?),
             Domain::Governance => Event::Governance(decode_as(event_type, data)?),
             Domain::Seal => Event::Seal(decode_as(event_type, data)?),
         })
@@ -241,6 +249,7 @@ impl Event {
             .chain(of::<ChartEvent>())
             .chain(of::<EntryEvent>())
             .chain(of::<AgentEvent>())
+            .chain(of::<InvoiceEvent>())
             .chain(of::<GovernanceEvent>())
             .chain(of::<SealEvent>())
     }

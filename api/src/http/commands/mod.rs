@@ -13,6 +13,7 @@ use crate::state::AppState;
 
 mod agents;
 mod approvals;
+mod invoices;
 mod jobs;
 mod ledger;
 mod tokens;
@@ -24,6 +25,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(jobs::routes())
         .merge(approvals::routes())
         .merge(ledger::routes())
+        .merge(invoices::routes())
         .merge(agents::routes())
 }
 

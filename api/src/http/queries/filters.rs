@@ -59,9 +59,15 @@ impl<'a> Filters<'a> {
     pub(crate) fn date(&self, name: &str) -> Result<Option<NaiveDate>, ApiError> {
         self.text(name)
             .map(|v| {
-                v.parse::<NaiveDate>().map_err(|_| {
-                    ApiError::bad_param(name, format!("{name} must be a date, YYYY-MM-DD"))
-                })
+                v.parse::<NaiveDate>()
+                    .ok()
+                    .filter(|d| chronicle_commands::valid_date(*d))
+                    .ok_or_else(|| {
+                        ApiError::bad_param(
+                            name,
+                            format!("{name} must be a date, YYYY-MM-DD, from 0001 to 9999"),
+                        )
+                    })
             })
             .transpose()
     }

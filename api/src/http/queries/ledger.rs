@@ -101,7 +101,7 @@ async fn entries_with_lines(
     Ok(by_entry)
 }
 
-const ENTRY_COLUMNS: &str = "entry_id, effective_date, memo, reverses, reversed_by, reverse_reason, posted_by, posted_at, seq";
+const ENTRY_COLUMNS: &str = "entry_id, effective_date, memo, reverses, reversed_by, reverse_reason, posted_by, posted_at, source, seq";
 
 fn entry_json(r: &Row, lines: &HashMap<String, Vec<Value>>) -> Value {
     let id: String = r.get("entry_id");
@@ -114,15 +114,17 @@ fn entry_json(r: &Row, lines: &HashMap<String, Vec<Value>>) -> Value {
         "reverse_reason": r.get::<_, Option<String>>("reverse_reason"),
         "posted_by": r.get::<_, String>("posted_by"),
         "posted_at": r.get::<_, DateTime<Utc>>("posted_at"),
+        "source": r.get::<_, Option<String>>("source"),
         "lines": lines.get(&id).cloned().unwrap_or_default(),
     })
 }
 
 query! {
     journal_entries: GET "/v1/queries/journal-entries", "Journal entries with lines" => Page,
-    query: ["account": AccountCode, "from": chrono::NaiveDate, "to": chrono::NaiveDate, "limit": Limit, "after": String],
+    query: ["account": AccountCode, "from": chrono::NaiveDate, "to": chrono::NaiveDate, "source": String, "limit": Limit, "after": String],
     |s, caller, headers, f| {
         let account = f.text("account");
+        let source = f.text("source");
         let (from, to) = (f.date("from")?, f.date("to")?);
         let page = f.page()?;
         let position = prepare(&s, &caller, &headers, Read::Ledger, &["ledger"]).await?;
@@ -130,12 +132,13 @@ query! {
             "SELECT {ENTRY_COLUMNS} FROM read.journal_entries e WHERE seq > $1
                AND ($2::text IS NULL OR EXISTS (SELECT 1 FROM read.journal_lines l WHERE l.entry_id = e.entry_id AND l.account = $2))
                AND ($3::date IS NULL OR effective_date >= $3) AND ($4::date IS NULL OR effective_date <= $4)
-             ORDER BY seq LIMIT $5"
+               AND ($5::text IS NULL OR source = $5)
+             ORDER BY seq LIMIT $6"
         );
         let rows = query(
             &s,
             &sql,
-            &[&page.after, &account, &from, &to, &(page.limit + 1)],
+            &[&page.after, &account, &from, &to, &source, &(page.limit + 1)],
         )
         .await?;
         let lines = entries_with_lines(&s, &rows).await?;

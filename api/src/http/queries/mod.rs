@@ -23,6 +23,7 @@ use crate::state::AppState;
 mod agents;
 mod approvals;
 pub mod filters;
+mod invoices;
 mod jobs;
 mod ledger;
 mod tokens;
@@ -38,6 +39,7 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .merge(jobs::routes())
         .merge(approvals::routes())
         .merge(ledger::routes())
+        .merge(invoices::routes())
         .merge(agents::routes())
 }
 
