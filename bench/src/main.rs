@@ -284,6 +284,9 @@ async fn main() -> Result<()> {
     if wants("http") {
         http::bench(&args, &mut report).await?;
     }
+    if wants("invoice") {
+        invoice::bench(&args, &mut report).await?;
+    }
     if wants("aggregate") {
         aggregate::bench(&args, &mut report).await?;
     }
@@ -342,6 +345,7 @@ async fn main() -> Result<()> {
 
 mod aggregate;
 mod http;
+mod invoice;
 mod peer;
 mod procs;
 mod projection;
