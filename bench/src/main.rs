@@ -39,7 +39,7 @@ pub(crate) struct Args {
     pub(crate) repeat: usize,
     #[arg(long, env = "DATABASE_URL")]
     pub(crate) database_url: Option<String>,
-    /// Which benchmarks to run: http, aggregate, log, batch, startup, projection, verify
+    /// Which benchmarks to run: http, invoice, aggregate, log, batch, startup, projection, verify
     /// (default: all). May be repeated.
     #[arg(long)]
     only: Vec<String>,
