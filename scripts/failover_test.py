@@ -191,6 +191,47 @@ def client(n):
         time.sleep(0.01)
 
 
+# A live subscriber (Server-Sent Events) on API 2, which is killed below: through every
+# failure it reconnects (to whichever API answers) with the last position it got, and
+# must receive every acknowledged submission exactly once.
+live = {"seen": [], "reconnects": 0}
+
+
+def subscriber():
+    last = "0"
+    n = 1
+    while not live.get("done"):
+        api = APIS[n % 2] if APIS[n % 2] not in dead_apis else APIS[(n + 1) % 2]
+        req = urllib.request.Request(f"{api}/v1/subscribe?stream=job.*&type=JobSubmitted")
+        req.add_header("Authorization", f"Bearer {ADMIN}")
+        req.add_header("Last-Event-ID", last)
+        try:
+            with urllib.request.urlopen(req, timeout=5) as r:
+                event = {}
+                while not live.get("done"):
+                    line = r.readline()
+                    if not line:
+                        break
+                    line = line.decode().rstrip("\n")
+                    if line == "":
+                        if event.get("event") == "JobSubmitted":
+                            stream = json.loads(event["data"])["stream"]
+                            with lock:
+                                live["seen"].append((int(event["id"]), stream.split(".", 1)[1]))
+                            last = event["id"]
+                        event = {}
+                    elif not line.startswith(":") and ":" in line:
+                        k, v = line.split(":", 1)
+                        event[k] = v[1:] if v.startswith(" ") else v
+        except (urllib.error.URLError, ConnectionError, TimeoutError, OSError):
+            pass
+        live["reconnects"] += 1
+        n += 1
+        time.sleep(0.1)
+
+
+live_thread = threading.Thread(target=subscriber, daemon=True)
+live_thread.start()
 threads = [threading.Thread(target=client, args=(n,), daemon=True) for n in range(8)]
 for t in threads:
     t.start()
@@ -385,6 +426,26 @@ if problems:
     fail(f"{len(problems)} problems, e.g. {problems[:5]}")
 print(f"every one of {len(accepted)} acknowledged commands is in the log and the read model "
       f"exactly once ({len(in_log) - len(accepted)} unacknowledged ones landed too)", flush=True)
+deadline = time.monotonic() + 60
+while True:
+    with lock:
+        seen = list(live["seen"])
+    got = {job for _, job in seen}
+    if all(job in got for job in in_log) or time.monotonic() > deadline:
+        break
+    time.sleep(0.5)
+live["done"] = True
+positions = [p for p, _ in seen]
+if any(a >= b for a, b in zip(positions, positions[1:])):
+    fail("the live subscriber got a position twice or out of order")
+fo = [job for _, job in seen if job.startswith("fo-")]
+if len(fo) != len(set(fo)):
+    fail("the live subscriber got an event twice")
+missing = [job for job in in_log if job not in set(fo)]
+if missing:
+    fail(f"the live subscriber missed {len(missing)} events, e.g. {missing[:5]}")
+print(f"the live subscriber got all {len(fo)} submissions once, in order, through "
+      f"{live['reconnects']} reconnections", flush=True)
 # The sealer (as the projector's NATS user, which may append seals and nothing else)
 # sealed the log, and the whole log verifies: every message authenticated, every chain
 # whole, every seal right.

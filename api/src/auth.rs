@@ -137,6 +137,8 @@ const SNAPSHOT_MAGIC: &[u8; 8] = b"CHRREV1\n";
 #[derive(Default)]
 pub struct Revocations {
     revoked: RwLock<HashMap<Uuid, DateTime<Utc>>>,
+    /// Bumped at every revocation: what live subscriptions wait on to end at once.
+    changes: tokio::sync::watch::Sender<u64>,
     /// The log position the set is complete up to.
     position: std::sync::atomic::AtomicU64,
     /// Where start-up began reading the log (1 without a snapshot).
@@ -153,11 +155,19 @@ impl Revocations {
 
     /// Records revocations of tokens that expire at `until`.
     pub fn revoke(&self, jtis: impl IntoIterator<Item = Uuid>, until: DateTime<Utc>) {
-        let mut set = self.revoked.write().unwrap_or_else(|p| p.into_inner());
-        for jti in jtis {
-            let e = set.entry(jti).or_insert(until);
-            *e = (*e).max(until);
+        {
+            let mut set = self.revoked.write().unwrap_or_else(|p| p.into_inner());
+            for jti in jtis {
+                let e = set.entry(jti).or_insert(until);
+                *e = (*e).max(until);
+            }
         }
+        self.changes.send_modify(|n| *n += 1);
+    }
+
+    /// Told of every revocation (then ask [`Revocations::is_revoked`]).
+    pub fn watch(&self) -> tokio::sync::watch::Receiver<u64> {
+        self.changes.subscribe()
     }
 
     pub fn len(&self) -> usize {
@@ -431,6 +441,28 @@ pub enum Bearer {
     Invalid(ApiError),
 }
 
+/// The subprotocol a browser's WebSocket offers to carry its token (a browser cannot set
+/// `Authorization` on a WebSocket): `chronicle.bearer.<token>`, on an upgrade request.
+pub fn bearer_subprotocol(headers: &axum::http::HeaderMap) -> Option<String> {
+    let upgrade = headers
+        .get(axum::http::header::UPGRADE)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|v| v.eq_ignore_ascii_case("websocket"));
+    if !upgrade {
+        return None;
+    }
+    headers
+        .get_all(axum::http::header::SEC_WEBSOCKET_PROTOCOL)
+        .iter()
+        .filter_map(|v| v.to_str().ok())
+        .flat_map(|v| v.split(','))
+        .map(str::trim)
+        .find(|p| p.starts_with(BEARER_SUBPROTOCOL))
+        .map(str::to_owned)
+}
+
+const BEARER_SUBPROTOCOL: &str = "chronicle.bearer.";
+
 /// Verifies the bearer token once per request, before the rate limit (which counts a
 /// verified token by its id, anything else by the client's address) and the handlers.
 pub async fn authenticate(
@@ -439,7 +471,13 @@ pub async fn authenticate(
     next: Next,
 ) -> Response {
     let bearer = match req.headers().get(axum::http::header::AUTHORIZATION) {
-        None => Bearer::Absent,
+        None => match bearer_subprotocol(req.headers()) {
+            Some(p) => match signer.verify(&p[BEARER_SUBPROTOCOL.len()..]) {
+                Ok(claims) => Bearer::Verified(Arc::new(claims)),
+                Err(e) => Bearer::Invalid(e),
+            },
+            None => Bearer::Absent,
+        },
         Some(header) => match header
             .to_str()
             .ok()

@@ -323,6 +323,15 @@ pub struct Settings {
     /// bursts of twice that are let through.
     #[arg(long, env = "CHRONICLE_RATE_LIMIT", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub rate_limit: u32,
+    /// Live subscriptions (`/v1/subscribe`, `/v1/subscribe/ws`) one token may hold open at
+    /// once; one more is `429 RATE_LIMITED`.
+    #[arg(long, env = "CHRONICLE_SUBSCRIPTIONS_PER_TOKEN", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..), global = true)]
+    pub subscriptions_per_token: u32,
+    /// How many events a live subscriber may fall behind the log before it is sent
+    /// `lagging` and closed (the events are shared by every subscriber of the process, not
+    /// copied per subscriber).
+    #[arg(long, env = "CHRONICLE_SUBSCRIBER_LAG", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=1_000_000), global = true)]
+    pub subscriber_lag: u32,
     /// Origins allowed to call the API from a browser (comma-separated); none by default.
     #[arg(
         long,

@@ -10,6 +10,7 @@ pub mod dev;
 pub mod error;
 pub mod http;
 pub mod idempotency;
+pub mod live;
 pub mod metrics;
 pub mod positions;
 pub mod replay_cli;

@@ -111,8 +111,14 @@ pub async fn connect(settings: &Settings) -> Result<AppState> {
             }
         },
     ));
+    let live = crate::live::Hub::new(
+        log.clone(),
+        settings.subscriber_lag as usize,
+        settings.subscriptions_per_token as usize,
+    );
     Ok(AppState {
         handler: Arc::new(handler),
+        live,
         log,
         db,
         signer: Arc::new(TokenSigner::new(
@@ -192,6 +198,13 @@ pub async fn serve(
     listener: TcpListener,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> Result<()> {
+    // Live subscriptions never end by themselves: they are ended when the server stops,
+    // or the graceful shutdown would wait on them for ever.
+    let hub = state.live.clone();
+    let shutdown = async move {
+        shutdown.await;
+        hub.close();
+    };
     let app = crate::http::app(state, role);
     axum::serve(
         listener,

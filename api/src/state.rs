@@ -1,5 +1,5 @@
 //! What every request handler shares: the log, the command handler, the read-store pool,
-//! the token signer, the revoked-token set and the idempotency records.
+//! the token signer, the revoked-token set, the idempotency records and the live hub.
 
 use std::sync::Arc;
 
@@ -23,4 +23,6 @@ pub struct AppState {
     /// The public half of `CHRONICLE_SEAL_KEY`, when configured.
     pub seal_public: Option<chronicle_replay::seal::PublicSealKey>,
     pub policy: crate::http::hardening::HttpPolicy,
+    /// Live subscriptions: the one log reader of this process and its subscribers.
+    pub live: crate::live::Hub,
 }

@@ -8,6 +8,7 @@
 //! tokens is always allowed, whatever the scopes (a holder must always be able to give a
 //! credential up). Agents are further held to governance (see [`crate::governance`]).
 
+use chronicle_events::Domain;
 use chronicle_events::domain::user::Role;
 
 use crate::command::Command;
@@ -299,6 +300,61 @@ pub fn may_read(principal: &Principal, what: Read) -> Result<(), String> {
     }
 }
 
+/// What a role sees of a domain's live events (`GET /v1/subscribe`).
+#[derive(Debug, Clone, Copy, PartialEq, Eq)]
+pub enum Sight {
+    /// Every stream of the domain.
+    Every,
+    /// Only the caller's own aggregates, each named: an agent's jobs, the approvals
+    /// carrying its escalated commands, its own stream.
+    Own,
+    Nothing,
+}
+
+/// The table of live sight: role by domain, with no wildcard.
+pub fn sight(role: Role, domain: Domain) -> Sight {
+    use Domain::*;
+    match role {
+        Role::Admin | Role::Auditor => match domain {
+            User | Job | Approval | Chart | Entry | Agent | Invoice | Governance | Seal => {
+                Sight::Every
+            }
+        },
+        Role::Writer | Role::Analyst => match domain {
+            Job | Approval | Chart | Entry | Invoice | Agent | Governance => Sight::Every,
+            User | Seal => Sight::Nothing,
+        },
+        Role::Agent => match domain {
+            Job | Approval | Agent => Sight::Own,
+            User | Chart | Entry | Invoice | Governance | Seal => Sight::Nothing,
+        },
+    }
+}
+
+/// The area whose scopes cover reading a domain.
+pub fn domain_area(domain: Domain) -> Area {
+    match domain {
+        Domain::User => Area::Tokens,
+        Domain::Job => Area::Jobs,
+        Domain::Approval => Area::Approvals,
+        Domain::Chart | Domain::Entry => Area::Ledger,
+        Domain::Invoice => Area::Invoices,
+        Domain::Agent => Area::Agents,
+        Domain::Governance => Area::Governance,
+        Domain::Seal => Area::Audit,
+    }
+}
+
+/// What `principal` sees of `domain` live: the role's sight, narrowed to nothing when the
+/// token's scopes do not cover reading the domain.
+pub fn may_subscribe(principal: &Principal, domain: Domain) -> Sight {
+    if covers(&principal.scopes, domain_area(domain), "read") {
+        sight(principal.role, domain)
+    } else {
+        Sight::Nothing
+    }
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -562,6 +618,33 @@ mod tests {
         assert!(may_read(&p(Role::Auditor, &["audit:read"]), Read::Audit).is_ok());
         assert!(may_read(&p(Role::Writer, &[]), Read::Jobs).is_err());
         assert!(may_read(&p(Role::Analyst, &["jobs:read"]), Read::Projections).is_ok());
+    }
+
+    /// The contract's table of who sees what live.
+    #[test]
+    fn the_live_sight_table() {
+        use Domain::*;
+        let seen = |role: Role, sight_: Sight| -> Vec<Domain> {
+            Domain::ALL
+                .into_iter()
+                .filter(|d| sight(role, *d) == sight_)
+                .collect()
+        };
+        assert_eq!(seen(Role::Admin, Sight::Every), Domain::ALL.to_vec());
+        assert_eq!(seen(Role::Auditor, Sight::Every), Domain::ALL.to_vec());
+        for role in [Role::Writer, Role::Analyst] {
+            assert_eq!(
+                seen(role, Sight::Every),
+                [Job, Approval, Chart, Entry, Agent, Invoice, Governance]
+            );
+        }
+        assert_eq!(seen(Role::Agent, Sight::Own), [Job, Approval, Agent]);
+        assert!(seen(Role::Agent, Sight::Every).is_empty());
+        // Scopes narrow it.
+        let scoped = p(Role::Analyst, &["jobs:read"]);
+        assert_eq!(may_subscribe(&scoped, Job), Sight::Every);
+        assert_eq!(may_subscribe(&scoped, Entry), Sight::Nothing);
+        assert_eq!(may_subscribe(&p(Role::Analyst, &[]), Entry), Sight::Every);
     }
 
     #[test]

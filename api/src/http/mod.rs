@@ -29,6 +29,7 @@ pub mod queries;
 pub mod request;
 pub mod routes;
 pub mod schema;
+pub mod subscribe;
 
 pub const REQUEST_ID_HEADER: HeaderName = HeaderName::from_static("x-request-id");
 /// Bodies larger than this are refused with `413 PAYLOAD_TOO_LARGE`.
@@ -52,7 +53,7 @@ pub fn routes(role: ServeRole) -> OpenApiRouter<AppState> {
         router = router.merge(commands::routes());
     }
     if serves(ServeRole::Queries) {
-        router = router.merge(queries::routes());
+        router = router.merge(queries::routes()).merge(subscribe::routes());
     }
     if serves(ServeRole::Audit) {
         router = router.merge(audit::routes());
