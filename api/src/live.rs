@@ -25,6 +25,10 @@ use uuid::Uuid;
 
 use crate::auth::Revocations;
 
+/// At most how many events of a history read are handled between two looks at the
+/// subscription's end conditions.
+const HISTORY_BATCH: usize = 256;
+
 /// How long the log reader runs on after its last subscriber has gone.
 const IDLE_STOP: Duration = Duration::from_secs(30);
 
@@ -44,7 +48,7 @@ impl Live {
             position: e.position,
             stream: e.envelope.stream.clone(),
             event_type: e.envelope.event_type.clone(),
-            json: chronicle_replay::history::record_json(e).to_string().into(),
+            json: chronicle_replay::history::record_json(e).into(),
         }
     }
 }
@@ -325,7 +329,7 @@ impl Hub {
                     receiver = Some(hub.0.tx.subscribe());
                 }
                 if phase < 2 {
-                    let history = match hub.0.log.read_from(last + 1, read_filter.as_deref()).await {
+                    let history = match hub.0.log.read_ordered(last + 1, read_filter.as_deref()).await {
                         Ok(h) => h,
                         Err(e) => {
                             tracing::warn!(error = %e, "a subscription cannot read the log");
@@ -333,22 +337,28 @@ impl Hub {
                             return;
                         }
                     };
-                    let mut history = events_only(history, "subscriptions");
+                    // What has arrived is taken together: one look at the token and the
+                    // clock per batch, not per event.
+                    let mut history = events_only(history, "subscriptions").ready_chunks(HISTORY_BATCH);
                     loop {
                         tokio::select! {
-                            e = history.next() => match e {
-                                Some(Ok(e)) => {
-                                    last = e.position;
-                                    if filter.keeps(&e.envelope.stream, &e.envelope.event_type) {
-                                        yield Item::Event(Arc::new(Live::of(&e)));
+                            batch = history.next() => {
+                                let Some(batch) = batch else { break };
+                                for e in batch {
+                                    match e {
+                                        Ok(e) => {
+                                            last = e.position;
+                                            if filter.keeps(&e.envelope.stream, &e.envelope.event_type) {
+                                                yield Item::Event(Arc::new(Live::of(&e)));
+                                            }
+                                        }
+                                        Err(e) => {
+                                            tracing::warn!(error = %e, "a subscription's history read broke");
+                                            yield Item::Ended(End::LogUnavailable);
+                                            return;
+                                        }
                                     }
                                 }
-                                Some(Err(e)) => {
-                                    tracing::warn!(error = %e, "a subscription's history read broke");
-                                    yield Item::Ended(End::LogUnavailable);
-                                    return;
-                                }
-                                None => break,
                             },
                             _ = revoked.changed() => if revocations.is_revoked(&jti) {
                                 yield Item::Ended(End::Revoked);

@@ -10,6 +10,8 @@
 //! - `batch`: append latency by events per append;
 //! - `projection`: the jobs projection catching up over 200 000 events against a raw
 //!   batched insert of the same rows;
+//! - `live`: SSE delivery latency with 1, 100 and 1 000 subscribers, memory per
+//!   subscriber, and one subscriber's catch-up against a raw ordered read;
 //! - `verify`: verifying the same 200 000 events against a raw ordered read.
 
 use std::time::Instant;
@@ -39,7 +41,7 @@ pub(crate) struct Args {
     pub(crate) repeat: usize,
     #[arg(long, env = "DATABASE_URL")]
     pub(crate) database_url: Option<String>,
-    /// Which benchmarks to run: http, invoice, aggregate, log, batch, startup, projection, verify
+    /// Which benchmarks to run: http, invoice, live, aggregate, log, batch, startup, projection, verify
     /// (default: all). May be repeated.
     #[arg(long)]
     only: Vec<String>,
@@ -287,6 +289,9 @@ async fn main() -> Result<()> {
     if wants("invoice") {
         invoice::bench(&args, &mut report).await?;
     }
+    if wants("live") {
+        live::bench(&args, &mut report).await?;
+    }
     if wants("aggregate") {
         aggregate::bench(&args, &mut report).await?;
     }
@@ -346,6 +351,7 @@ async fn main() -> Result<()> {
 mod aggregate;
 mod http;
 mod invoice;
+mod live;
 mod peer;
 mod procs;
 mod projection;

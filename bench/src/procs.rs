@@ -79,6 +79,8 @@ impl Chronicle {
             ("CHRONICLE_EVENT_KEY", crate::EVENT_KEY.to_owned()),
             // The bench is one client at 64 connections: no per-client limit.
             ("CHRONICLE_RATE_LIMIT", "1000000".into()),
+            // … and holds a thousand subscriptions with its one token.
+            ("CHRONICLE_SUBSCRIPTIONS_PER_TOKEN", "100000".into()),
             ("RUST_LOG", "warn".into()),
         ];
         let command = |sub: &[&str]| {
@@ -139,6 +141,11 @@ impl Chronicle {
         self.http
             .get(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
+    }
+
+    /// The `serve` process's id.
+    pub fn serve_pid(&self) -> Option<u32> {
+        self.serve.id()
     }
 
     /// Peak resident set (VmHWM) of `serve` and `project`, in MiB.

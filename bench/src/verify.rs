@@ -11,7 +11,7 @@ use futures::StreamExt;
 use crate::Args;
 use crate::report::{Report, Spread};
 
-async fn raw_read(log: &JetStreamLog, end: u64) -> Result<f64> {
+pub(crate) async fn raw_read(log: &JetStreamLog, end: u64) -> Result<f64> {
     let stream = log
         .jetstream()
         .get_stream(&log.config().stream_name)

@@ -221,6 +221,28 @@ pub struct RawEvent {
     pub payload: Bytes,
 }
 
+impl RawEvent {
+    /// A message a consumer delivered, at `position`.
+    fn of_message(m: &async_nats::jetstream::Message, position: u64) -> RawEvent {
+        let headers = m.headers.as_ref();
+        RawEvent {
+            position,
+            subject: m.subject.to_string(),
+            version_header: headers.and_then(|h| header_u64(h, VERSION_HEADER)),
+            msg_id: headers
+                .and_then(|h| h.get(MSG_ID))
+                .map(|v| v.as_str().to_owned()),
+            auth: headers
+                .and_then(|h| h.get(AUTH_HEADER))
+                .map(|v| v.as_str().to_owned()),
+            prev: headers
+                .and_then(|h| h.get(PREV_HEADER))
+                .map(|v| v.as_str().to_owned()),
+            payload: m.payload.clone(),
+        }
+    }
+}
+
 #[cfg(test)]
 mod url_tests {
     use super::*;
@@ -637,6 +659,69 @@ impl JetStreamLog {
         .boxed())
     }
 
+    /// The events from `from_position` (or later) matching `filter`, up to the log's end as
+    /// of the call, read through one ordered consumer: for long ranges several times the
+    /// rate of [`EventLog::read_from`]'s batched direct gets, for the price of creating a
+    /// consumer (one direct get decides first whether there is anything to read at all).
+    pub async fn read_ordered(
+        &self,
+        from_position: u64,
+        filter: Option<&str>,
+    ) -> Result<LogStream, LogError> {
+        let end = self.last_position().await?;
+        let subject = self.subject_filter(filter);
+        let start = from_position.max(1);
+        if start > end {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let (first, _) = self.read_raw_batch(start, &subject, 1).await?;
+        let Some(first) = first.into_iter().next().filter(|r| r.position <= end) else {
+            return Ok(futures::stream::empty().boxed());
+        };
+        let stream = self
+            .js
+            .get_stream_no_info(&self.cfg.stream_name)
+            .await
+            .map_err(unavailable)?;
+        let consumer = stream
+            .create_consumer(consumer::pull::OrderedConfig {
+                filter_subject: subject,
+                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
+                    start_sequence: first.position,
+                },
+                ..Default::default()
+            })
+            .await
+            .map_err(unavailable)?;
+        let messages = consumer.messages().await.map_err(unavailable)?;
+        // Ends after `end`, or as soon as nothing more is pending (with a filter, the last
+        // message at or before `end` may not match it).
+        Ok(futures::stream::unfold(
+            (messages, self.clone(), false),
+            move |(mut messages, log, done)| async move {
+                if done {
+                    return None;
+                }
+                let m = match messages.next().await? {
+                    Ok(m) => m,
+                    Err(e) => return Some((Err(unavailable(e)), (messages, log, true))),
+                };
+                let info = match m.info() {
+                    Ok(info) => info,
+                    Err(e) => return Some((Err(unavailable(e)), (messages, log, true))),
+                };
+                let (position, pending) = (info.stream_sequence, info.pending);
+                if position > end {
+                    return None;
+                }
+                let raw = RawEvent::of_message(&m, position);
+                let done = position >= end || pending == 0;
+                Some((Ok(log.stored(&raw)), (messages, log, done)))
+            },
+        )
+        .boxed())
+    }
+
     /// Whether a message at `from` or later matches one of `subjects`. `false` when the log
     /// cannot say.
     async fn stored_from(&self, from: u64, subjects: &[String]) -> bool {
@@ -681,22 +766,7 @@ impl JetStreamLog {
             .map(|m| {
                 let m = m.map_err(unavailable)?;
                 let position = m.info().map_err(unavailable)?.stream_sequence;
-                let headers = m.headers.as_ref();
-                Ok(RawEvent {
-                    position,
-                    subject: m.subject.to_string(),
-                    version_header: headers.and_then(|h| header_u64(h, VERSION_HEADER)),
-                    msg_id: headers
-                        .and_then(|h| h.get(MSG_ID))
-                        .map(|v| v.as_str().to_owned()),
-                    auth: headers
-                        .and_then(|h| h.get(AUTH_HEADER))
-                        .map(|v| v.as_str().to_owned()),
-                    prev: headers
-                        .and_then(|h| h.get(PREV_HEADER))
-                        .map(|v| v.as_str().to_owned()),
-                    payload: m.payload.clone(),
-                })
+                Ok(RawEvent::of_message(&m, position))
             })
             .boxed())
     }

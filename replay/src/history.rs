@@ -93,14 +93,25 @@ pub async fn history(log: &JetStreamLog, filter: HistoryFilter) -> Result<EventS
         .boxed())
 }
 
-/// One event as an auditor reads it: the envelope with its position and version.
-pub fn record_json(e: &RecordedEvent) -> Value {
-    let mut v = serde_json::to_value(&e.envelope).unwrap_or(Value::Null);
-    if let Value::Object(map) = &mut v {
-        map.insert("position".into(), json!(e.position));
-        map.insert("version".into(), json!(e.version));
+/// One event as an auditor reads it: the envelope with its position and version, as JSON
+/// text (written straight from the envelope, no intermediate `Value`).
+pub fn record_json(e: &RecordedEvent) -> String {
+    use std::fmt::Write as _;
+    let mut text = serde_json::to_string(&e.envelope).unwrap_or_default();
+    if !text.starts_with('{') || !text.ends_with('}') {
+        text = "{}".into();
     }
-    v
+    // Reopen the object and close it after two more fields.
+    text.pop();
+    if text.len() > 1 {
+        text.push(',');
+    }
+    let _ = write!(
+        text,
+        "\"position\":{},\"version\":{}}}",
+        e.position, e.version
+    );
+    text
 }
 
 /// Up to which point to fold.

@@ -85,7 +85,7 @@ async fn events(
     let stream = history(&s.log, filter).await.map_err(ApiError::from)?;
     let lines = stream.map(|item| {
         let mut line = match item {
-            Ok(e) => serde_json::to_vec(&record_json(&e)).unwrap_or_default(),
+            Ok(e) => record_json(&e).into_bytes(),
             Err(e) => {
                 // The status line is gone: say so in the stream and end it.
                 tracing::error!(error = %e, "history stream interrupted");
