@@ -42,6 +42,25 @@ pub enum Command {
         #[arg(long)]
         only: Vec<String>,
     },
+    /// An online, consistent backup of the log into `--out DIR`: everything up to the
+    /// log's end when it starts, every message with its headers; run again on the same
+    /// folder, it adds only what is new.
+    Backup {
+        #[arg(long)]
+        out: std::path::PathBuf,
+    },
+    /// Restores the log from a backup folder or an export file (from position 1) into a
+    /// NATS with no Chronicle stream, every message at its original position, then
+    /// verifies it (exit 1 on any break). Refused, with nothing written, if the backup is
+    /// damaged or the stream already holds messages.
+    Restore {
+        #[arg(long)]
+        from: std::path::PathBuf,
+        /// The public seal key (hex) to verify the seals with (default: from
+        /// CHRONICLE_SEAL_KEY).
+        #[arg(long)]
+        public_key: Option<String>,
+    },
     /// The auditor's and operator's history tools.
     #[command(subcommand)]
     Replay(ReplayCommand),

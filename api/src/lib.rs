@@ -5,6 +5,7 @@
 //! the real NATS and Postgres.
 
 pub mod auth;
+pub mod backup_cli;
 pub mod config;
 pub mod dev;
 pub mod error;

@@ -84,6 +84,13 @@ async fn run(cli: Cli) -> Result<ExitCode> {
             println!("{token}");
             Ok(())
         }
+        Command::Backup { out } => {
+            return chronicle_api::backup_cli::backup(&cli.settings, &out).await;
+        }
+        Command::Restore { from, public_key } => {
+            return chronicle_api::backup_cli::restore(&cli.settings, &from, public_key.as_deref())
+                .await;
+        }
         Command::Replay(replay) => {
             return chronicle_api::replay_cli::run(&cli.settings, replay).await;
         }

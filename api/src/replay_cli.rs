@@ -62,7 +62,7 @@ impl Progress {
     }
 }
 
-fn public_key(settings: &Settings, given: Option<&str>) -> Result<Option<PublicSealKey>> {
+pub fn public_key(settings: &Settings, given: Option<&str>) -> Result<Option<PublicSealKey>> {
     if let Some(hex) = given {
         return Ok(Some(
             PublicSealKey::from_hex(hex)

@@ -369,6 +369,18 @@ impl JetStreamLog {
     /// Connects to NATS (one URL or several, comma-separated) and creates or checks the
     /// stream. Refuses a stream whose settings weaken the log's guarantees.
     pub async fn connect(urls: &str, cfg: LogConfig) -> Result<JetStreamLog, LogError> {
+        let client = Self::connect_client(urls, &cfg).await?;
+        let log = JetStreamLog::from_client(client, cfg);
+        log.ensure_stream().await?;
+        Ok(log)
+    }
+
+    /// A connection to NATS as [`JetStreamLog::connect`] makes it (TLS, credentials,
+    /// time-outs), without touching the stream.
+    pub async fn connect_client(
+        urls: &str,
+        cfg: &LogConfig,
+    ) -> Result<async_nats::Client, LogError> {
         let addrs = parse_server_addrs(urls).map_err(LogError::Misconfigured)?;
         let mut options = async_nats::ConnectOptions::new()
             .name("chronicle")
@@ -382,10 +394,7 @@ impl JetStreamLog {
         if let Some((user, password)) = credentials(&addrs)? {
             options = options.user_and_password(user, password);
         }
-        let client = options.connect(addrs).await.map_err(unavailable)?;
-        let log = JetStreamLog::from_client(client, cfg);
-        log.ensure_stream().await?;
-        Ok(log)
+        options.connect(addrs).await.map_err(unavailable)
     }
 
     /// Wraps an existing connection without touching the stream.

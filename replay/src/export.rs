@@ -105,8 +105,8 @@ pub async fn export(
     }
     manifest.messages = lines.len() as u64;
     w.line(&json!({ "manifest": manifest }))?;
-    for l in &lines {
-        w.line(l)?;
+    for l in lines {
+        w.raw_line(l)?;
     }
     let digest = hex::encode(w.hasher.clone().finalize());
     let mut inner = w.inner;
@@ -117,18 +117,34 @@ pub async fn export(
     Ok(manifest)
 }
 
-fn record_line(r: &RawEvent) -> Value {
-    let mut line = json!({
+/// One message as an export line. A JSON payload goes in as its stored bytes (a restore
+/// from the export must give every message back byte for byte: its authentication covers
+/// them); anything else as hex.
+fn record_line(r: &RawEvent) -> Vec<u8> {
+    let head = json!({
         "position": r.position,
         "subject": r.subject,
         "version": r.version_header,
         "auth": r.auth,
         "prev": r.prev,
+        "msg_id": r.msg_id,
     });
-    match serde_json::from_slice::<Value>(&r.payload) {
-        Ok(v) => line["payload"] = v,
-        Err(_) => line["payload_hex"] = json!(hex::encode(&r.payload)),
+    let mut line = serde_json::to_vec(&head).unwrap_or_default();
+    line.pop();
+    let p = &r.payload;
+    let verbatim = p.first() == Some(&b'{')
+        && p.last() == Some(&b'}')
+        && !p.contains(&b'\n')
+        && serde_json::from_slice::<serde::de::IgnoredAny>(p).is_ok();
+    if verbatim {
+        line.extend_from_slice(b",\"payload\":");
+        line.extend_from_slice(p);
+    } else {
+        line.extend_from_slice(b",\"payload_hex\":\"");
+        line.extend_from_slice(hex::encode(p).as_bytes());
+        line.push(b'"');
     }
+    line.push(b'}');
     line
 }
 
@@ -146,11 +162,127 @@ impl<W: Write> DigestWriter<W> {
     }
 
     fn line(&mut self, v: &Value) -> std::io::Result<()> {
-        let mut bytes = serde_json::to_vec(v).map_err(std::io::Error::other)?;
+        self.raw_line(serde_json::to_vec(v).map_err(std::io::Error::other)?)
+    }
+
+    fn raw_line(&mut self, mut bytes: Vec<u8>) -> std::io::Result<()> {
         bytes.push(b'\n');
         self.hasher.update(&bytes);
         self.inner.write_all(&bytes)
     }
+}
+
+/// An export read whole for a restore: its digest checked, its lines as stored messages
+/// with the headers Chronicle wrote.
+pub struct ExportFile {
+    pub manifest: Manifest,
+    pub records: Vec<crate::backup::Record>,
+}
+
+#[derive(Deserialize)]
+struct Line<'a> {
+    manifest: Option<Manifest>,
+    digest: Option<String>,
+    position: Option<u64>,
+    subject: Option<String>,
+    version: Option<u64>,
+    auth: Option<String>,
+    prev: Option<String>,
+    msg_id: Option<String>,
+    #[serde(borrow)]
+    payload: Option<&'a serde_json::value::RawValue>,
+    payload_hex: Option<String>,
+}
+
+/// Reads an export for a restore: refused if its digest does not match its content, its
+/// lines are out of order, or they do not add up to its manifest.
+pub fn read_records(path: &Path) -> Result<ExportFile, ExportError> {
+    use crate::backup::Record;
+    let bytes = std::fs::read(path)?;
+    let mut hasher = Sha256::new();
+    let mut manifest: Option<Manifest> = None;
+    let mut digest = None;
+    let mut records = Vec::new();
+    let mut previous = 0u64;
+    for (n, raw) in bytes.split(|b| *b == b'\n').enumerate() {
+        if raw.is_empty() {
+            continue;
+        }
+        if digest.is_some() {
+            return Err(ExportError::Invalid("content after the digest line".into()));
+        }
+        let line: Line = serde_json::from_slice(raw)
+            .map_err(|e| ExportError::Invalid(format!("line {}: {e}", n + 1)))?;
+        if let Some(d) = line.digest {
+            digest = Some(d);
+            continue;
+        }
+        hasher.update(raw);
+        hasher.update(b"\n");
+        if let Some(m) = line.manifest {
+            if n != 0 || m.format != FORMAT {
+                return Err(ExportError::Invalid(format!(
+                    "line {}: a manifest of format {} (the first line, {FORMAT}, expected)",
+                    n + 1,
+                    m.format
+                )));
+            }
+            manifest = Some(m);
+            continue;
+        }
+        let bad = |what: &str| ExportError::Invalid(format!("line {}: {what}", n + 1));
+        let position = line.position.ok_or_else(|| bad("no position"))?;
+        if position <= previous {
+            return Err(bad("position out of order"));
+        }
+        previous = position;
+        let payload = match (line.payload, line.payload_hex) {
+            (Some(p), _) => Bytes::copy_from_slice(p.get().as_bytes()),
+            (None, Some(h)) => Bytes::from(hex::decode(h).map_err(|_| bad("bad hex"))?),
+            _ => return Err(bad("no payload")),
+        };
+        let mut headers = Vec::new();
+        if let Some(v) = line.version {
+            headers.push((
+                chronicle_events::jetstream::VERSION_HEADER.to_owned(),
+                v.to_string(),
+            ));
+        }
+        if let Some(a) = line.auth {
+            headers.push((chronicle_events::auth::AUTH_HEADER.to_owned(), a));
+        }
+        if let Some(p) = line.prev {
+            headers.push((chronicle_events::auth::PREV_HEADER.to_owned(), p));
+        }
+        if let Some(id) = line.msg_id {
+            headers.push(("Nats-Msg-Id".to_owned(), id));
+        }
+        headers.sort();
+        records.push(Record {
+            position,
+            subject: line.subject.ok_or_else(|| bad("no subject"))?,
+            headers,
+            payload,
+        });
+    }
+    let manifest = manifest.ok_or_else(|| ExportError::Invalid("no manifest".into()))?;
+    if digest.as_deref() != Some(hex::encode(hasher.finalize()).as_str()) {
+        return Err(ExportError::Invalid(
+            "the file's digest does not match its content: it was changed".into(),
+        ));
+    }
+    if records.len() as u64 != manifest.messages
+        || records.last().map_or(0, |r| r.position) != manifest.to_position
+    {
+        return Err(ExportError::Invalid(format!(
+            "the file holds {} messages up to {}; its manifest says {} up to {}",
+            records.len(),
+            records.last().map_or(0, |r| r.position),
+            manifest.messages,
+            manifest.to_position
+        )));
+    }
+    Ok(ExportFile { manifest, records })
 }
 
 /// What offline verification found.

@@ -5,9 +5,12 @@
 //! - [`history`]: the log read with filters, and any stream's state as of a time or a
 //!   position, folded with the deciders' own `evolve`;
 //! - [`export`]: a range of the log with its seals in one file, verifiable offline;
+//! - [`backup`]: online, incremental backups of every stored message, and the restore
+//!   that puts each back at its position;
 //! - [`rebuild`]: a projection rebuilt from the log beside the live tables, compared, and
 //!   swapped in atomically.
 
+pub mod backup;
 pub mod export;
 pub mod history;
 pub mod rebuild;

@@ -161,9 +161,26 @@ pub async fn rebuild(
     let mut built_to = end;
 
     // Give a running live projection the time to reach what was built, so that the two
-    // can be compared at one position.
+    // can be compared at one position. With no worker running (nobody holds its lock:
+    // after a restore, before any projector starts) there is nothing to wait for.
     let wait_until = Instant::now() + Duration::from_secs(30);
     loop {
+        let free: bool = admin
+            .query_one(
+                "SELECT pg_try_advisory_lock(hashtext('chronicle.projection.' || $1::text)::bigint)",
+                &[&name],
+            )
+            .await?
+            .get(0);
+        if free {
+            admin
+                .execute(
+                    "SELECT pg_advisory_unlock(hashtext('chronicle.projection.' || $1::text)::bigint)",
+                    &[&name],
+                )
+                .await?;
+            break;
+        }
         let row = admin
             .query_one(
                 "SELECT position, state FROM read.projection_checkpoints WHERE name = $1",
