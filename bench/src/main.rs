@@ -12,6 +12,8 @@
 //!   batched insert of the same rows;
 //! - `live`: SSE delivery latency with 1, 100 and 1 000 subscribers, memory per
 //!   subscriber, and one subscriber's catch-up against a raw ordered read;
+//! - `backup`: backing up and restoring the same 200 000 events against a raw ordered
+//!   read and raw publishes;
 //! - `verify`: verifying the same 200 000 events against a raw ordered read.
 
 use std::time::Instant;
@@ -41,7 +43,7 @@ pub(crate) struct Args {
     pub(crate) repeat: usize,
     #[arg(long, env = "DATABASE_URL")]
     pub(crate) database_url: Option<String>,
-    /// Which benchmarks to run: http, invoice, live, aggregate, log, batch, startup, projection, verify
+    /// Which benchmarks to run: http, invoice, live, aggregate, log, batch, startup, projection, verify, backup
     /// (default: all). May be repeated.
     #[arg(long)]
     only: Vec<String>,
@@ -304,7 +306,7 @@ async fn main() -> Result<()> {
     if wants("startup") {
         startup::bench(&args, &mut report).await?;
     }
-    if wants("projection") || wants("verify") {
+    if wants("projection") || wants("verify") || wants("backup") {
         let log = JetStreamLog::connect(&args.nats_url, fresh_config()).await?;
         let t = Instant::now();
         let end = projection::fill(&log).await?;
@@ -317,6 +319,10 @@ async fn main() -> Result<()> {
         }
         if wants("verify") {
             verify::bench(&args, &log, end, &mut report).await?;
+        }
+        // Last: it deletes the stream and restores it.
+        if wants("backup") {
+            backup::bench(&args, &log, end, &mut report).await?;
         }
         log.jetstream()
             .delete_stream(&log.config().stream_name)
@@ -349,6 +355,7 @@ async fn main() -> Result<()> {
 }
 
 mod aggregate;
+mod backup;
 mod http;
 mod invoice;
 mod live;

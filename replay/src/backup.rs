@@ -157,45 +157,6 @@ impl Record {
         text(out, &self.payload);
     }
 
-    /// The next record of `bytes` from `*at`, or `None` at its end.
-    fn decode(bytes: &[u8], at: &mut usize) -> Result<Option<Record>, String> {
-        if *at == bytes.len() {
-            return Ok(None);
-        }
-        fn take<'a>(bytes: &'a [u8], at: &mut usize, n: usize) -> Result<&'a [u8], String> {
-            let end = at
-                .checked_add(n)
-                .filter(|e| *e <= bytes.len())
-                .ok_or("a record runs past the end of its segment")?;
-            let slice = &bytes[*at..end];
-            *at = end;
-            Ok(slice)
-        }
-        fn u32_at(bytes: &[u8], at: &mut usize) -> Result<usize, String> {
-            Ok(u32::from_le_bytes(take(bytes, at, 4)?.try_into().expect("4 bytes")) as usize)
-        }
-        fn text(bytes: &[u8], at: &mut usize) -> Result<String, String> {
-            let n = u32_at(bytes, at)?;
-            String::from_utf8(take(bytes, at, n)?.to_vec())
-                .map_err(|_| "a subject or header is not UTF-8".to_string())
-        }
-        let position = u64::from_le_bytes(take(bytes, at, 8)?.try_into().expect("8 bytes"));
-        let subject = text(bytes, at)?;
-        let count = u32_at(bytes, at)?;
-        let mut headers = Vec::with_capacity(count.min(64));
-        for _ in 0..count {
-            headers.push((text(bytes, at)?, text(bytes, at)?));
-        }
-        let n = u32_at(bytes, at)?;
-        let payload = Bytes::copy_from_slice(take(bytes, at, n)?);
-        Ok(Some(Record {
-            position,
-            subject,
-            headers,
-            payload,
-        }))
-    }
-
     fn sha256(&self) -> String {
         let mut bytes = Vec::new();
         self.encode(&mut bytes);
@@ -464,7 +425,7 @@ pub async fn backup(
     })
 }
 
-/// What a restore is made from, read and checked whole before anything is written.
+/// What a restore is made from, checked whole before anything is written.
 pub struct Source {
     pub stream_name: String,
     pub subject_prefix: String,
@@ -473,16 +434,184 @@ pub struct Source {
     pub stream_config: Option<stream::Config>,
     pub first_position: u64,
     pub last_position: u64,
-    pub records: Vec<Record>,
+    pub messages: u64,
+    records: Records,
+}
+
+enum Records {
+    /// A backup's segments, read again (and their digests checked again) while loading:
+    /// a log of any size restores in bounded memory.
+    Segments {
+        dir: PathBuf,
+        segments: Vec<Segment>,
+    },
+    /// An export, held whole.
+    Held(Vec<Record>),
+}
+
+/// A segment read record by record, its SHA-256 computed as it goes.
+struct SegmentReader {
+    name: String,
+    reader: BufReader<std::fs::File>,
+    hasher: Sha256,
+    expected: String,
+    done: bool,
+}
+
+impl SegmentReader {
+    fn open(dir: &Path, seg: &Segment) -> Result<SegmentReader, BackupError> {
+        let file = std::fs::File::open(dir.join(&seg.file))
+            .map_err(|e| BackupError::Corrupt(format!("{}: {e}", seg.file)))?;
+        let mut r = SegmentReader {
+            name: seg.file.clone(),
+            reader: BufReader::with_capacity(1 << 20, file),
+            hasher: Sha256::new(),
+            expected: seg.sha256.clone(),
+            done: false,
+        };
+        let mut magic = vec![0; SEGMENT_MAGIC.len()];
+        r.exact(&mut magic)?;
+        if magic != SEGMENT_MAGIC {
+            return Err(r.corrupt("not a segment"));
+        }
+        Ok(r)
+    }
+
+    fn corrupt(&self, why: &str) -> BackupError {
+        BackupError::Corrupt(format!("{}: {why}", self.name))
+    }
+
+    fn exact(&mut self, buf: &mut [u8]) -> Result<(), BackupError> {
+        self.reader
+            .read_exact(buf)
+            .map_err(|_| self.corrupt("a record runs past the end of its segment"))?;
+        self.hasher.update(&*buf);
+        Ok(())
+    }
+
+    fn u32(&mut self) -> Result<usize, BackupError> {
+        let mut b = [0; 4];
+        self.exact(&mut b)?;
+        Ok(u32::from_le_bytes(b) as usize)
+    }
+
+    fn bytes(&mut self) -> Result<Vec<u8>, BackupError> {
+        let n = self.u32()?;
+        // A length no message has is damage, not a reason to allocate gigabytes.
+        if n > 64 << 20 {
+            return Err(self.corrupt("a length no message has"));
+        }
+        let mut v = vec![0; n];
+        self.exact(&mut v)?;
+        Ok(v)
+    }
+
+    fn text(&mut self) -> Result<String, BackupError> {
+        let v = self.bytes()?;
+        String::from_utf8(v).map_err(|_| self.corrupt("a subject or header is not UTF-8"))
+    }
+
+    /// The next record; at the end, the segment's digest must match the manifest's.
+    fn next_record(&mut self) -> Result<Option<Record>, BackupError> {
+        if self.done {
+            return Ok(None);
+        }
+        let mut position = [0; 8];
+        match self.reader.read(&mut position[..1])? {
+            0 => {
+                self.done = true;
+                let got = hex::encode(std::mem::take(&mut self.hasher).finalize());
+                if got != self.expected {
+                    return Err(self.corrupt("does not match its SHA-256 in the manifest"));
+                }
+                return Ok(None);
+            }
+            _ => {
+                self.hasher.update(&position[..1]);
+                self.exact(&mut position[1..])?;
+            }
+        }
+        let position = u64::from_le_bytes(position);
+        let subject = self.text()?;
+        let count = self.u32()?;
+        if count > 4096 {
+            return Err(self.corrupt("more headers than a message has"));
+        }
+        let mut headers = Vec::with_capacity(count);
+        for _ in 0..count {
+            headers.push((self.text()?, self.text()?));
+        }
+        let payload = Bytes::from(self.bytes()?);
+        Ok(Some(Record {
+            position,
+            subject,
+            headers,
+            payload,
+        }))
+    }
+}
+
+impl Source {
+    /// Every record in order, each checked to be in its segment's range, after the one
+    /// before; a segment whose digest no longer matches ends it with an error.
+    pub fn records(&self) -> Box<dyn Iterator<Item = Result<Record, BackupError>> + Send + '_> {
+        match &self.records {
+            Records::Held(records) => Box::new(records.iter().cloned().map(Ok)),
+            Records::Segments { dir, segments } => Box::new(segments.iter().flat_map(move |seg| {
+                let mut reader = Some(SegmentReader::open(dir, seg));
+                let mut previous = seg.from - 1;
+                let mut count = 0u64;
+                std::iter::from_fn(move || {
+                    let r = match reader.as_mut()? {
+                        Ok(r) => r,
+                        Err(_) => {
+                            return reader.take().and_then(|r| r.err()).map(Err);
+                        }
+                    };
+                    let fail = |e| Some(Err(e));
+                    match r.next_record() {
+                        Ok(Some(rec)) => {
+                            if rec.position <= previous || rec.position > seg.to {
+                                let e = r.corrupt(&format!(
+                                    "position {} out of order or out of range",
+                                    rec.position
+                                ));
+                                reader = None;
+                                return fail(e);
+                            }
+                            previous = rec.position;
+                            count += 1;
+                            Some(Ok(rec))
+                        }
+                        Ok(None) => {
+                            let e = (count != seg.messages).then(|| {
+                                r.corrupt(&format!(
+                                    "holds {count} messages, the manifest says {}",
+                                    seg.messages
+                                ))
+                            });
+                            reader = None;
+                            e.map(Err)
+                        }
+                        Err(e) => {
+                            reader = None;
+                            fail(e)
+                        }
+                    }
+                })
+            })),
+        }
+    }
 }
 
 /// Reads and checks a backup folder: the manifest's digest, every segment's, every record
-/// in range and in order, the counts.
+/// in range and in order, the counts. Holds no record: [`Source::records`] reads them
+/// again.
 pub fn read_backup(dir: &Path) -> Result<Source, BackupError> {
     let manifest = read_manifest(dir)?
         .ok_or_else(|| BackupError::Refused(format!("{} holds no {MANIFEST}", dir.display())))?;
-    let mut records = Vec::with_capacity(manifest.messages.min(1 << 24) as usize);
     let mut expected_from = manifest.first_position;
+    let mut messages = 0;
     for seg in &manifest.segments {
         if seg.from != expected_from || seg.to < seg.from {
             return Err(BackupError::Corrupt(format!(
@@ -490,61 +619,33 @@ pub fn read_backup(dir: &Path) -> Result<Source, BackupError> {
                 seg.file, seg.from, seg.to
             )));
         }
-        let path = dir.join(&seg.file);
-        let mut bytes = Vec::new();
-        BufReader::new(
-            std::fs::File::open(&path)
-                .map_err(|e| BackupError::Corrupt(format!("{}: {e}", seg.file)))?,
-        )
-        .read_to_end(&mut bytes)?;
-        if hex::encode(Sha256::digest(&bytes)) != seg.sha256 {
-            return Err(BackupError::Corrupt(format!(
-                "{} does not match its SHA-256 in the manifest",
-                seg.file
-            )));
-        }
-        let body = bytes
-            .strip_prefix(SEGMENT_MAGIC)
-            .ok_or_else(|| BackupError::Corrupt(format!("{} is not a segment", seg.file)))?;
-        let mut at = 0;
-        let mut count = 0u64;
-        let mut previous = seg.from - 1;
-        while let Some(r) = Record::decode(body, &mut at)
-            .map_err(|e| BackupError::Corrupt(format!("{}: {e}", seg.file)))?
-        {
-            if r.position <= previous || r.position > seg.to {
-                return Err(BackupError::Corrupt(format!(
-                    "{}: position {} out of order or out of range",
-                    seg.file, r.position
-                )));
-            }
-            previous = r.position;
-            count += 1;
-            records.push(r);
-        }
-        if count != seg.messages {
-            return Err(BackupError::Corrupt(format!(
-                "{} holds {count} messages, the manifest says {}",
-                seg.file, seg.messages
-            )));
-        }
         expected_from = seg.to + 1;
+        messages += seg.messages;
     }
-    if expected_from != manifest.last_position + 1 || records.len() as u64 != manifest.messages {
+    if expected_from != manifest.last_position + 1 || messages != manifest.messages {
         return Err(BackupError::Corrupt(
             "the segments do not add up to the manifest's range and count".into(),
         ));
     }
     let stream_config: stream::Config = serde_json::from_value(manifest.stream_config.clone())
         .map_err(|e| BackupError::Corrupt(format!("the stream settings: {e}")))?;
-    Ok(Source {
+    let source = Source {
         stream_name: manifest.stream_name,
         subject_prefix: manifest.subject_prefix,
         stream_config: Some(stream_config),
         first_position: manifest.first_position,
         last_position: manifest.last_position,
-        records,
-    })
+        messages,
+        records: Records::Segments {
+            dir: dir.to_owned(),
+            segments: manifest.segments,
+        },
+    };
+    // The whole check, before anything is written.
+    for r in source.records() {
+        r?;
+    }
+    Ok(source)
 }
 
 /// Reads and checks an export (`replay export`, format 2) that starts at position 1: its
@@ -566,7 +667,8 @@ pub fn read_export(file: &Path) -> Result<Source, BackupError> {
         stream_config: None,
         first_position: 1,
         last_position: export.manifest.to_position,
-        records: export.records,
+        messages: export.records.len() as u64,
+        records: Records::Held(export.records),
     })
 }
 
@@ -631,7 +733,7 @@ pub async fn restore(
             stream_name: name,
             first_position: source.first_position,
             last_position: source.last_position,
-            messages: source.records.len() as u64,
+            messages: source.messages,
             gaps,
             seconds: started.elapsed().as_secs_f64(),
         }),
@@ -647,9 +749,9 @@ pub async fn restore(
 /// open, then gives the stream its own settings back. The number of gaps.
 ///
 /// Nothing is added to a message (an expected-sequence header would be stored with it):
-/// each ack must name the record's position, and a message id that the original log
-/// holds more than once is sent only after the de-duplication window has passed since
-/// its previous copy, so nats-server never drops one and shifts the rest.
+/// each ack must name the record's position, and a message id sent again within the
+/// de-duplication window waits the window out first, so nats-server never drops one and
+/// shifts the rest.
 async fn load(
     js: &async_nats::jetstream::Context,
     source: &Source,
@@ -665,15 +767,11 @@ async fn load(
             .find(|(k, _)| k.eq_ignore_ascii_case("nats-msg-id"))
             .map(|(_, v)| v.clone())
     };
-    let mut seen: HashMap<String, u32> = HashMap::new();
-    for id in source.records.iter().filter_map(msg_id) {
-        *seen.entry(id).or_default() += 1;
-    }
-    let mut repeated: HashMap<String, Option<Instant>> = seen
-        .into_iter()
-        .filter(|(_, n)| *n > 1)
-        .map(|(id, _)| (id, None))
-        .collect();
+    // Message ids sent within the last de-duplication window (and a margin): one sent
+    // again there would be dropped by nats-server, so it waits the window out first.
+    let hold = RESTORE_DUPLICATE_WINDOW + Duration::from_millis(250);
+    let mut recent: HashMap<String, Instant> = HashMap::new();
+    let mut recent_order: VecDeque<(Instant, String)> = VecDeque::new();
     let end = source.last_position;
     let mut next = source.first_position;
     let mut gaps = Vec::new();
@@ -710,7 +808,8 @@ async fn load(
         acks.push_back((position, ack));
         settle(acks, RESTORE_IN_FLIGHT).await
     };
-    for r in &source.records {
+    for r in source.records() {
+        let r = r?;
         while next < r.position {
             gaps.push(next);
             send(
@@ -723,16 +822,24 @@ async fn load(
             .await?;
             next += 1;
         }
-        if let Some(id) = msg_id(r)
-            && let Some(last) = repeated.get_mut(&id)
-        {
-            if let Some(at) = *last {
+        while let Some((at, _)) = recent_order.front() {
+            if at.elapsed() <= hold {
+                break;
+            }
+            let (at, id) = recent_order.pop_front().expect("not empty");
+            if recent.get(&id) == Some(&at) {
+                recent.remove(&id);
+            }
+        }
+        if let Some(id) = msg_id(&r) {
+            if let Some(at) = recent.get(&id) {
+                let wait = hold.saturating_sub(at.elapsed());
                 settle(&mut acks, 0).await?;
-                let wait = (RESTORE_DUPLICATE_WINDOW + Duration::from_millis(250))
-                    .saturating_sub(at.elapsed());
                 tokio::time::sleep(wait).await;
             }
-            *last = Some(Instant::now());
+            let now = Instant::now();
+            recent.insert(id.clone(), now);
+            recent_order.push_back((now, id));
         }
         let mut headers = HeaderMap::new();
         for (k, v) in &r.headers {
@@ -780,8 +887,29 @@ async fn load(
 mod tests {
     use super::*;
 
+    fn segment(dir: &Path, bytes: &[u8]) -> Segment {
+        std::fs::write(dir.join("s.seg"), bytes).unwrap();
+        Segment {
+            file: "s.seg".into(),
+            from: 1,
+            to: 9,
+            messages: 2,
+            bytes: bytes.len() as u64,
+            sha256: hex::encode(Sha256::digest(bytes)),
+        }
+    }
+
+    fn read_all(dir: &Path, seg: &Segment) -> Result<Vec<Record>, BackupError> {
+        let mut r = SegmentReader::open(dir, seg)?;
+        let mut out = Vec::new();
+        while let Some(rec) = r.next_record()? {
+            out.push(rec);
+        }
+        Ok(out)
+    }
+
     #[test]
-    fn records_encode_and_decode_whole_and_refuse_a_short_one() {
+    fn records_read_back_whole_and_a_short_or_changed_segment_is_refused() {
         let records = vec![
             Record {
                 position: 7,
@@ -799,25 +927,35 @@ mod tests {
                 payload: Bytes::new(),
             },
         ];
-        let mut bytes = Vec::new();
+        let mut bytes = SEGMENT_MAGIC.to_vec();
+        let mut boundaries = vec![bytes.len()];
         for r in &records {
             r.encode(&mut bytes);
+            boundaries.push(bytes.len());
         }
-        let mut at = 0;
-        let mut back = Vec::new();
-        while let Some(r) = Record::decode(&bytes, &mut at).unwrap() {
-            back.push(r);
-        }
-        assert_eq!(back, records);
-        for cut in 1..bytes.len() {
-            let mut at = 0;
-            let mut result = Ok(Some(records[0].clone()));
-            while let Ok(Some(_)) = result {
-                result = Record::decode(&bytes[..cut], &mut at);
-            }
+        let dir = tempfile::tempdir().unwrap();
+        let seg = segment(dir.path(), &bytes);
+        assert_eq!(read_all(dir.path(), &seg).unwrap(), records);
+        for cut in 0..bytes.len() {
+            let seg = segment(dir.path(), &bytes[..cut]);
+            // Cut between records, the segment is whole as far as its digest goes: the
+            // manifest's count catches that (`Source::records`).
             assert!(
-                result.is_err() || at == cut,
-                "a record cut at {cut} is refused"
+                read_all(dir.path(), &seg).is_err() || boundaries.contains(&cut),
+                "a segment cut at {cut} is refused"
+            );
+        }
+        for at in SEGMENT_MAGIC.len()..bytes.len() {
+            let mut changed = bytes.clone();
+            changed[at] ^= 1;
+            std::fs::write(dir.path().join("s.seg"), &changed).unwrap();
+            let seg = Segment {
+                sha256: hex::encode(Sha256::digest(&bytes)),
+                ..seg.clone()
+            };
+            assert!(
+                read_all(dir.path(), &seg).is_err(),
+                "a byte changed at {at} is refused"
             );
         }
     }
