@@ -93,6 +93,15 @@ pub enum ReplayCommand {
         since: Option<chrono::DateTime<chrono::Utc>>,
         #[arg(long)]
         until: Option<chrono::DateTime<chrono::Utc>>,
+        /// The actor's id: what did this user or agent do.
+        #[arg(long)]
+        actor: Option<String>,
+        /// One command's events.
+        #[arg(long)]
+        command_id: Option<uuid::Uuid>,
+        /// Everything one request caused.
+        #[arg(long)]
+        correlation_id: Option<uuid::Uuid>,
         #[arg(long, value_enum, default_value = "ndjson")]
         format: OutputFormat,
     },

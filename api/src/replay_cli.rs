@@ -134,6 +134,9 @@ pub async fn run(settings: &Settings, command: ReplayCommand) -> Result<ExitCode
             to_position,
             since,
             until,
+            actor,
+            command_id,
+            correlation_id,
             format,
         } => {
             let filter = HistoryFilter {
@@ -143,6 +146,9 @@ pub async fn run(settings: &Settings, command: ReplayCommand) -> Result<ExitCode
                 to_position,
                 since,
                 until,
+                actor,
+                command_id,
+                correlation_id,
             };
             filter
                 .validate()

@@ -29,6 +29,12 @@ pub struct HistoryFilter {
     pub to_position: Option<u64>,
     pub since: Option<DateTime<Utc>>,
     pub until: Option<DateTime<Utc>>,
+    /// The actor's id (a user, an agent, `system`): what did this one do.
+    pub actor: Option<String>,
+    /// One command's events.
+    pub command_id: Option<uuid::Uuid>,
+    /// Everything one request caused.
+    pub correlation_id: Option<uuid::Uuid>,
 }
 
 impl HistoryFilter {
@@ -54,6 +60,14 @@ impl HistoryFilter {
                 format!("no event type `{}`", t.chars().take(64).collect::<String>()),
             ));
         }
+        if let Some(a) = &self.actor
+            && !chronicle_events::stream_id::valid_id(a)
+        {
+            return Err((
+                "actor",
+                "actor must be an actor's id: 1 to 128 of A-Z, a-z, 0-9, '-', '_', ':', '@'".into(),
+            ));
+        }
         if let (Some(f), Some(t)) = (self.from_position, self.to_position)
             && f > t
         {
@@ -73,6 +87,14 @@ impl HistoryFilter {
             .is_none_or(|t| &e.envelope.event_type == t)
             && self.since.is_none_or(|s| e.envelope.occurred_at >= s)
             && self.until.is_none_or(|u| e.envelope.occurred_at <= u)
+            && self
+                .actor
+                .as_ref()
+                .is_none_or(|a| &e.envelope.actor.id == a)
+            && self.command_id.is_none_or(|c| e.envelope.command_id == c)
+            && self
+                .correlation_id
+                .is_none_or(|c| e.envelope.correlation_id == c)
     }
 }
 

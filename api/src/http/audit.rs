@@ -46,6 +46,9 @@ type Params = Query<HashMap<String, String>>;
         ("to_position" = inline(Option<Position>), Query, nullable = false),
         ("since" = inline(Option<chrono::DateTime<chrono::Utc>>), Query, nullable = false),
         ("until" = inline(Option<chrono::DateTime<chrono::Utc>>), Query, nullable = false),
+        ("actor" = inline(Option<AggregateId>), Query, nullable = false, description = "The actor's id: what did this user or agent do"),
+        ("command_id" = inline(Option<uuid::Uuid>), Query, nullable = false, description = "One command's events"),
+        ("correlation_id" = inline(Option<uuid::Uuid>), Query, nullable = false, description = "Everything one request caused"),
     ),
     responses(
         (status = 200, description = "OK", body = String),
@@ -69,6 +72,9 @@ async fn events(
             "to_position",
             "since",
             "until",
+            "actor",
+            "command_id",
+            "correlation_id",
         ],
     )?;
     let filter = HistoryFilter {
@@ -78,6 +84,9 @@ async fn events(
         to_position: f.position("to_position")?,
         since: f.time("since")?,
         until: f.time("until")?,
+        actor: f.text("actor"),
+        command_id: f.uuid("command_id")?,
+        correlation_id: f.uuid("correlation_id")?,
     };
     filter
         .validate()

@@ -82,6 +82,15 @@ impl<'a> Filters<'a> {
             .transpose()
     }
 
+    pub(crate) fn uuid(&self, name: &str) -> Result<Option<uuid::Uuid>, ApiError> {
+        self.text(name)
+            .map(|v| {
+                v.parse::<uuid::Uuid>()
+                    .map_err(|_| ApiError::bad_param(name, format!("{name} must be a UUID")))
+            })
+            .transpose()
+    }
+
     pub(crate) fn time(&self, name: &str) -> Result<Option<DateTime<Utc>>, ApiError> {
         self.text(name)
             .map(|v| {
