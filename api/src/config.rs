@@ -351,6 +351,11 @@ pub struct Settings {
     /// bursts of twice that are let through.
     #[arg(long, env = "CHRONICLE_RATE_LIMIT", default_value_t = 500, value_parser = clap::value_parser!(u32).range(1..), global = true)]
     pub rate_limit: u32,
+    /// `GET /v1/audit/verify` answers as usual when it finishes within this many
+    /// milliseconds; a longer one answers `200` then and streams its report when done
+    /// (whitespace meanwhile), free of the request time limit.
+    #[arg(long, env = "CHRONICLE_VERIFY_ANSWER_WITHIN_MS", default_value_t = 5000, value_parser = clap::value_parser!(u64).range(0..=25_000), global = true)]
+    pub verify_answer_within_ms: u64,
     /// Live subscriptions (`/v1/subscribe`, `/v1/subscribe/ws`) one token may hold open at
     /// once; one more is `429 RATE_LIMITED`.
     #[arg(long, env = "CHRONICLE_SUBSCRIPTIONS_PER_TOKEN", default_value_t = 16, value_parser = clap::value_parser!(u32).range(1..), global = true)]

@@ -137,6 +137,9 @@ pub async fn connect(settings: &Settings) -> Result<AppState> {
             rate_limit: settings.rate_limit,
             cors_origins: settings.cors_origins.clone(),
             hsts: settings.hsts,
+            verify_answer_within: std::time::Duration::from_millis(
+                settings.verify_answer_within_ms,
+            ),
         },
     })
 }

@@ -544,3 +544,72 @@ async fn filters_by_actor_command_and_correlation_return_exactly_the_matching_ev
     assert_eq!(lines.len(), 1);
     assert_eq!(lines[0]["position"].as_u64().unwrap(), by_command[2].1);
 }
+
+/// A verification longer than the answer time (here: any) answers 200 at once and streams
+/// its report, free of the request time limit; asked for as NDJSON it streams progress
+/// lines, then the report.
+#[tokio::test]
+async fn a_long_verification_streams_its_report() {
+    let tag = Uuid::new_v4().simple().to_string();
+    let mut settings = support::settings_for(
+        &format!("T{tag}"),
+        &format!("t{}.ev", &tag[..12]),
+        &chronicle_testkit::database_url(),
+    );
+    settings.verify_answer_within_ms = 0;
+    let app = App::start_with(settings).await;
+    for _ in 0..30 {
+        let a = app
+            .post(
+                "/v1/commands/jobs",
+                &app.admin,
+                json!({"job_id": id(), "agent_id": "a", "kind": "k"}),
+            )
+            .await;
+        assert_eq!(a.status, 201);
+    }
+    let end = app.log_len().await;
+    let r = app
+        .http
+        .get(format!("{}/v1/audit/verify", app.base))
+        .bearer_auth(&app.admin)
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/json");
+    let report: Value = serde_json::from_str(r.text().await.unwrap().trim()).unwrap();
+    assert_eq!(report["ok"], true, "{report}");
+    assert_eq!(report["checked"].as_u64().unwrap(), end);
+
+    let r = app
+        .http
+        .get(format!("{}/v1/audit/verify", app.base))
+        .bearer_auth(&app.admin)
+        .header("Accept", "application/x-ndjson")
+        .send()
+        .await
+        .unwrap();
+    assert_eq!(r.status(), 200);
+    assert_eq!(r.headers()["content-type"], "application/x-ndjson");
+    let text = r.text().await.unwrap();
+    let lines: Vec<Value> = text
+        .lines()
+        .map(|l| serde_json::from_str(l).unwrap())
+        .collect();
+    let last = lines.last().unwrap();
+    assert_eq!(last["report"]["ok"], true, "{text}");
+    assert_eq!(last["report"]["checked"].as_u64().unwrap(), end);
+    for line in &lines[..lines.len() - 1] {
+        assert!(line["progress"]["checked_to"].is_u64(), "{line}");
+    }
+    // Refusals still come before anything is streamed.
+    let a = app
+        .get(
+            "/v1/audit/verify?from_position=9&to_position=3",
+            &app.admin,
+            None,
+        )
+        .await;
+    assert_problem(&a, 400, "MALFORMED_REQUEST");
+}

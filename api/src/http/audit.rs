@@ -3,10 +3,12 @@
 //! verification of the whole log, and the public seal key.
 
 use std::collections::HashMap;
+use std::sync::Arc;
+use std::sync::atomic::{AtomicU64, Ordering};
 
 use axum::body::Body;
 use axum::extract::{Path, Query, State};
-use axum::http::header;
+use axum::http::{HeaderMap, header};
 use axum::response::{IntoResponse, Response};
 use chronicle_commands::permissions::Read;
 use chronicle_events::{Domain, StreamId};
@@ -180,6 +182,7 @@ async fn stream_state(
 async fn verify(
     State(s): State<AppState>,
     caller: Caller,
+    headers: HeaderMap,
     Query(q): Params,
 ) -> Result<Response, ApiError> {
     caller.may_read(Read::Audit)?;
@@ -192,10 +195,86 @@ async fn verify(
             "from_position is after to_position",
         ));
     }
-    let report = chronicle_replay::verify_log(&s.log, from, to, s.seal_public, &|_, _| {})
-        .await
-        .map_err(ApiError::from)?;
-    Ok(axum::Json(report).into_response())
+    let progress = Arc::new((AtomicU64::new(from.saturating_sub(1)), AtomicU64::new(0)));
+    let task = {
+        let (log, key, progress) = (s.log.clone(), s.seal_public, progress.clone());
+        tokio::spawn(async move {
+            chronicle_replay::verify_log(&log, from, to, key, &|at, end| {
+                progress.0.store(at, Ordering::Relaxed);
+                progress.1.store(end, Ordering::Relaxed);
+            })
+            .await
+        })
+    };
+    // Dropped with the answer (a client that hangs up), the verification stops.
+    let mut task = AbortOnDrop(task);
+    let ndjson = headers
+        .get(header::ACCEPT)
+        .and_then(|v| v.to_str().ok())
+        .is_some_and(|a| a.contains("application/x-ndjson"));
+    if !ndjson
+        && let Ok(done) = tokio::time::timeout(s.policy.verify_answer_within, &mut task.0).await
+    {
+        let report = done
+            .map_err(|_| {
+                ApiError::new(
+                    crate::error::Code::LogUnavailable,
+                    "the verification stopped; retry shortly",
+                )
+            })?
+            .map_err(ApiError::from)?;
+        return Ok(axum::Json(report).into_response());
+    }
+    // Long (or asked for as NDJSON): answered now, the report streamed when it is done.
+    // As JSON, whitespace keeps the connection alive (JSON allows it before a value); as
+    // NDJSON, a progress line every 2 s, then the report line.
+    let body = async_stream::stream! {
+        let mut tick = tokio::time::interval(std::time::Duration::from_secs(2));
+        tick.tick().await;
+        let outcome = loop {
+            tokio::select! {
+                done = &mut task.0 => break done,
+                _ = tick.tick() => {
+                    let line = if ndjson {
+                        let (at, end) = (progress.0.load(Ordering::Relaxed), progress.1.load(Ordering::Relaxed));
+                        format!("{}\n", json!({"progress": {"checked_to": at, "end": end}}))
+                    } else {
+                        " ".to_owned()
+                    };
+                    yield Ok::<_, std::convert::Infallible>(line);
+                }
+            }
+        };
+        let last = match outcome {
+            Ok(Ok(report)) if ndjson => json!({ "report": report }),
+            Ok(Ok(report)) => serde_json::to_value(report).unwrap_or_default(),
+            Ok(Err(e)) => {
+                tracing::error!(error = %e, "a streamed verification failed");
+                json!({"error": "the log could not be read to the end: LOG_UNAVAILABLE; verify again"})
+            }
+            Err(_) => json!({"error": "the verification stopped; verify again"}),
+        };
+        yield Ok(format!("{last}\n"));
+    };
+    let content_type = if ndjson {
+        "application/x-ndjson"
+    } else {
+        "application/json"
+    };
+    Ok((
+        [(header::CONTENT_TYPE, content_type)],
+        Body::from_stream(body),
+    )
+        .into_response())
+}
+
+/// A task that is stopped when its handle is dropped.
+struct AbortOnDrop<T>(tokio::task::JoinHandle<T>);
+
+impl<T> Drop for AbortOnDrop<T> {
+    fn drop(&mut self) {
+        self.0.abort();
+    }
 }
 
 #[utoipa::path(

@@ -22,6 +22,8 @@ pub struct HttpPolicy {
     pub rate_limit: u32,
     pub cors_origins: Vec<String>,
     pub hsts: bool,
+    /// How long `GET /v1/audit/verify` may take before it answers and streams.
+    pub verify_answer_within: std::time::Duration,
 }
 
 impl Default for HttpPolicy {
@@ -30,6 +32,7 @@ impl Default for HttpPolicy {
             rate_limit: 500,
             cors_origins: vec![],
             hsts: false,
+            verify_answer_within: std::time::Duration::from_secs(5),
         }
     }
 }
