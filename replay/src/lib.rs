@@ -2,6 +2,7 @@
 //! - [`verify`]: every event's hash, every stream's chain and versions, gaps in positions,
 //!   and every seal's root, signature and chain, reporting precisely what broke and where;
 //! - [`seal`] and [`sealer`]: signed Merkle checkpoints of the log;
+//! - [`checkpoint`]: tree heads as C2SP signed notes;
 //! - [`history`]: the log read with filters, and any stream's state as of a time or a
 //!   position, folded with the deciders' own `evolve`;
 //! - [`export`]: a range of the log with its seals in one file, verifiable offline;
@@ -11,6 +12,7 @@
 //!   swapped in atomically.
 
 pub mod backup;
+pub mod checkpoint;
 pub mod export;
 pub mod history;
 pub mod rebuild;

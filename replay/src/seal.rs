@@ -22,6 +22,10 @@ impl SealKey {
         PublicSealKey(self.0.verifying_key())
     }
 
+    pub(crate) fn signing_key(&self) -> &SigningKey {
+        &self.0
+    }
+
     /// A signed seal over positions `from..=to` with Merkle root `root_hex`, recording the
     /// positions in it that no event key authenticates.
     pub fn seal(
@@ -63,6 +67,10 @@ impl PublicSealKey {
         VerifyingKey::from_bytes(&bytes)
             .map(PublicSealKey)
             .map_err(|_| "not an Ed25519 public key".into())
+    }
+
+    pub(crate) fn verifying_key(&self) -> &VerifyingKey {
+        &self.0
     }
 
     pub fn to_hex(&self) -> String {
