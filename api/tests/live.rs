@@ -2,7 +2,8 @@
 //! after a position with nothing missed or repeated while commands keep coming, who sees
 //! what (the agent's limits included) with `403` before anything opens, a revoked or
 //! expired token ending its stream, `lagging` for a subscriber that does not read, the
-//! per-token limit, and delivery across a NATS restart.
+//! per-token limit, delivery across a NATS restart, and messages on the stream that are
+//! not events stepped past, in the history and live, by a second API process.
 
 mod support;
 
@@ -690,4 +691,52 @@ async fn a_client_resuming_after_a_nats_restart_gets_every_event_once() {
         );
     }
     assert!(accepted.len() > 50);
+}
+
+/// A message on a job's subject that no event key authenticates (someone with publish
+/// rights on the stream) is not an event: a subscription on another API process steps
+/// past it in the history and live, and goes on with the events around it.
+#[tokio::test]
+async fn messages_that_are_not_events_are_stepped_past_in_history_and_live() {
+    let app = App::start().await;
+    let peer = app.peer().await;
+    let js = app.state.log.jetstream().clone();
+    let (stream, _) = submit(&app, "k", 0).await;
+    let forge = |n: u32| {
+        let js = js.clone();
+        let subject = format!("{}.{stream}", app.prefix);
+        async move {
+            js.publish(subject, format!("{{\"forged\":{n}}}").into())
+                .await
+                .unwrap()
+                .await
+                .unwrap()
+                .sequence
+        }
+    };
+    let forged_in_history = forge(1).await;
+    let (_, second) = submit(&app, "k", 1).await;
+    let mut sse = Sse::open(&peer, "?stream=job.*&from_position=0", &peer.admin, None).await;
+    let mut got = Vec::new();
+    while got.last() != Some(&second) {
+        got.push(
+            sse.event(Duration::from_secs(10))
+                .await
+                .unwrap()
+                .id
+                .unwrap(),
+        );
+    }
+    let forged_live = forge(2).await;
+    let (_, third) = submit(&app, "k", 2).await;
+    got.push(
+        sse.event(Duration::from_secs(10))
+            .await
+            .unwrap()
+            .id
+            .unwrap(),
+    );
+    assert_eq!(got.last(), Some(&third), "the live forgery is stepped past");
+    assert!(!got.contains(&forged_in_history) && !got.contains(&forged_live));
+    assert!(forged_in_history < second && second < forged_live && forged_live < third);
 }
