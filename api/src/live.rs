@@ -145,6 +145,32 @@ impl End {
     }
 }
 
+/// What ends a subscription besides the subscriber: its token revoked or expired, the
+/// process stopping.
+struct Ends {
+    revocations: Arc<Revocations>,
+    revoked: watch::Receiver<u64>,
+    jti: Uuid,
+    expiry: std::pin::Pin<Box<tokio::time::Sleep>>,
+    closing: watch::Receiver<bool>,
+}
+
+impl Ends {
+    /// Waits for the first of them. Cancel-safe: a subscription selects on it beside each
+    /// read.
+    async fn next(&mut self) -> End {
+        loop {
+            tokio::select! {
+                _ = self.revoked.changed() => if self.revocations.is_revoked(&self.jti) {
+                    return End::Revoked;
+                },
+                _ = &mut self.expiry => return End::Expired,
+                _ = self.closing.changed() => return End::Stopping,
+            }
+        }
+    }
+}
+
 /// The subscription limit of a token is reached.
 #[derive(Debug)]
 pub struct LimitReached;
@@ -315,11 +341,15 @@ impl Hub {
         let hub = self.clone();
         async_stream::stream! {
             let _ticket = ticket;
-            let mut revoked = revocations.watch();
-            let mut closing = hub.0.closing.subscribe();
-            let left = (expires_at - chrono::Utc::now()).to_std().unwrap_or_default();
-            let expiry = tokio::time::sleep(left);
-            tokio::pin!(expiry);
+            let mut ends = Ends {
+                revoked: revocations.watch(),
+                revocations,
+                jti,
+                expiry: Box::pin(tokio::time::sleep(
+                    (expires_at - chrono::Utc::now()).to_std().unwrap_or_default(),
+                )),
+                closing: hub.0.closing.subscribe(),
+            };
             let read_filter = filter.read_filter();
             let mut last = from;
             let mut receiver: Option<broadcast::Receiver<Arc<Live>>> = None;
@@ -360,16 +390,8 @@ impl Hub {
                                     }
                                 }
                             },
-                            _ = revoked.changed() => if revocations.is_revoked(&jti) {
-                                yield Item::Ended(End::Revoked);
-                                return;
-                            },
-                            _ = &mut expiry => {
-                                yield Item::Ended(End::Expired);
-                                return;
-                            }
-                            _ = closing.changed() => {
-                                yield Item::Ended(End::Stopping);
+                            why = ends.next() => {
+                                yield Item::Ended(why);
                                 return;
                             }
                         }
@@ -396,16 +418,8 @@ impl Hub {
                             }
                             Err(broadcast::error::RecvError::Closed) => return,
                         },
-                        _ = revoked.changed() => if revocations.is_revoked(&jti) {
-                            yield Item::Ended(End::Revoked);
-                            return;
-                        },
-                        _ = &mut expiry => {
-                            yield Item::Ended(End::Expired);
-                            return;
-                        }
-                        _ = closing.changed() => {
-                            yield Item::Ended(End::Stopping);
+                        why = ends.next() => {
+                            yield Item::Ended(why);
                             return;
                         }
                     }

@@ -30,7 +30,7 @@ async fn raw_publish(
     for r in records {
         let mut headers = HeaderMap::new();
         for (k, v) in &r.headers {
-            if !k.starts_with("Nats-") || k == "Nats-Msg-Id" {
+            if !backup::is_directive(k) {
                 headers.append(k.as_str(), v.as_str());
             }
         }

@@ -7,7 +7,7 @@ use std::sync::atomic::{AtomicUsize, Ordering};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use chronicle_events::{EventLog, JetStreamLog, LogConfig, StreamId};
+use chronicle_events::{EventLog, JetStreamLog, StreamId};
 use futures::StreamExt;
 use serde_json::json;
 
@@ -63,15 +63,7 @@ pub async fn bench(args: &Args, report: &mut Report) -> Result<()> {
 
 async fn run(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<()> {
     let n = if args.quick { 6_000 } else { 30_000 };
-    let log = JetStreamLog::connect(
-        &args.nats_url,
-        LogConfig {
-            stream_name: ch.stream_name.clone(),
-            subject_prefix: ch.subject_prefix.clone(),
-            ..LogConfig::new(crate::keyring())
-        },
-    )
-    .await?;
+    let log = ch.log(&args.nats_url).await?;
     let js = log.jetstream().clone();
 
     // The floor of the HTTP stack alone: an answer that touches neither NATS nor Postgres.

@@ -11,7 +11,7 @@ use std::time::Instant;
 use anyhow::{Context, Result};
 use async_nats::HeaderMap;
 use bytes::Bytes;
-use chronicle_events::{EventLog, JetStreamLog, LogConfig};
+use chronicle_events::{EventLog, JetStreamLog};
 use futures::StreamExt;
 use serde_json::json;
 use uuid::Uuid;
@@ -163,15 +163,7 @@ pub async fn bench(args: &Args, report: &mut Report) -> Result<()> {
 
 async fn run(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<()> {
     let n = if args.quick { 300 } else { 1_500 };
-    let log = JetStreamLog::connect(
-        &args.nats_url,
-        LogConfig {
-            stream_name: ch.stream_name.clone(),
-            subject_prefix: ch.subject_prefix.clone(),
-            ..LogConfig::new(crate::keyring())
-        },
-    )
-    .await?;
+    let log = ch.log(&args.nats_url).await?;
     let js = log.jetstream().clone();
     let client = async_nats::connect(&args.nats_url).await?;
     println!(

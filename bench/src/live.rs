@@ -15,7 +15,7 @@ use std::sync::{Arc, Mutex};
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result};
-use chronicle_events::{EventLog, JetStreamLog, LogConfig};
+use chronicle_events::EventLog;
 use futures::StreamExt;
 use tokio::task::JoinHandle;
 
@@ -234,15 +234,7 @@ pub async fn bench(args: &Args, report: &mut Report) -> Result<()> {
 }
 
 async fn run(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<()> {
-    let log = JetStreamLog::connect(
-        &args.nats_url,
-        LogConfig {
-            stream_name: ch.stream_name.clone(),
-            subject_prefix: ch.subject_prefix.clone(),
-            ..LogConfig::new(crate::keyring())
-        },
-    )
-    .await?;
+    let log = ch.log(&args.nats_url).await?;
     // No overall timeout: a subscription's answer never ends.
     let client = reqwest::Client::builder()
         .pool_max_idle_per_host(0)

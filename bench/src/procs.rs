@@ -7,6 +7,7 @@ use std::process::Stdio;
 use std::time::{Duration, Instant};
 
 use anyhow::{Context, Result, bail};
+use chronicle_events::{JetStreamLog, LogConfig};
 use tokio::process::{Child, Command};
 use uuid::Uuid;
 
@@ -141,6 +142,19 @@ impl Chronicle {
         self.http
             .get(format!("{}{path}", self.base))
             .bearer_auth(&self.token)
+    }
+
+    /// This Chronicle's log, as the benchmark reads or writes it beside the processes.
+    pub async fn log(&self, nats_url: &str) -> Result<JetStreamLog> {
+        Ok(JetStreamLog::connect(
+            nats_url,
+            LogConfig {
+                stream_name: self.stream_name.clone(),
+                subject_prefix: self.subject_prefix.clone(),
+                ..LogConfig::new(crate::keyring())
+            },
+        )
+        .await?)
     }
 
     /// The `serve` process's id.

@@ -687,48 +687,53 @@ impl JetStreamLog {
         let Some(first) = first.into_iter().next().filter(|r| r.position <= end) else {
             return Ok(futures::stream::empty().boxed());
         };
-        let stream = self
-            .js
-            .get_stream_no_info(&self.cfg.stream_name)
-            .await
-            .map_err(unavailable)?;
-        let consumer = stream
-            .create_consumer(consumer::pull::OrderedConfig {
-                filter_subject: subject,
-                deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                    start_sequence: first.position,
-                },
-                ..Default::default()
-            })
-            .await
-            .map_err(unavailable)?;
-        let messages = consumer.messages().await.map_err(unavailable)?;
-        // Ends after `end`, or as soon as nothing more is pending (with a filter, the last
-        // message at or before `end` may not match it).
-        Ok(futures::stream::unfold(
-            (messages, self.clone(), false),
-            move |(mut messages, log, done)| async move {
+        let log = self.clone();
+        Ok(self
+            .read_messages(first.position, end, vec![subject])
+            .await?
+            .map(move |m| m.map(|(m, position)| log.stored(&RawEvent::of_message(&m, position))))
+            .boxed())
+    }
+
+    /// The stored messages `from..=to` over `subjects` (every subject when empty), in
+    /// order, each with its position, through one ordered consumer. Ends after `to`, or as
+    /// soon as nothing more is pending: the last position at or before `to` may hold no
+    /// matching message, or none at all.
+    pub async fn read_messages(
+        &self,
+        from: u64,
+        to: u64,
+        subjects: Vec<String>,
+    ) -> Result<
+        futures::stream::BoxStream<'static, Result<(jetstream::Message, u64), LogError>>,
+        LogError,
+    > {
+        if from.max(1) > to {
+            return Ok(futures::stream::empty().boxed());
+        }
+        let messages = self.ordered_messages(from, subjects).await?;
+        Ok(
+            futures::stream::unfold((messages, false), move |(mut messages, done)| async move {
                 if done {
                     return None;
                 }
                 let m = match messages.next().await? {
                     Ok(m) => m,
-                    Err(e) => return Some((Err(unavailable(e)), (messages, log, true))),
+                    Err(e) => return Some((Err(unavailable(e)), (messages, true))),
                 };
                 let info = match m.info() {
                     Ok(info) => info,
-                    Err(e) => return Some((Err(unavailable(e)), (messages, log, true))),
+                    Err(e) => return Some((Err(unavailable(e)), (messages, true))),
                 };
                 let (position, pending) = (info.stream_sequence, info.pending);
-                if position > end {
+                if position > to {
                     return None;
                 }
-                let raw = RawEvent::of_message(&m, position);
-                let done = position >= end || pending == 0;
-                Some((Ok(log.stored(&raw)), (messages, log, done)))
-            },
+                let done = position >= to || pending == 0;
+                Some((Ok((m, position)), (messages, done)))
+            })
+            .boxed(),
         )
-        .boxed())
     }
 
     /// Whether a message at `from` or later matches one of `subjects`. `false` when the log
@@ -751,6 +756,25 @@ impl JetStreamLog {
         from_position: u64,
         subjects: &[String],
     ) -> Result<futures::stream::BoxStream<'static, Result<RawEvent, LogError>>, LogError> {
+        let messages = self
+            .ordered_messages(from_position, subjects.to_vec())
+            .await?;
+        Ok(messages
+            .map(|m| {
+                let m = m.map_err(unavailable)?;
+                let position = m.info().map_err(unavailable)?.stream_sequence;
+                Ok(RawEvent::of_message(&m, position))
+            })
+            .boxed())
+    }
+
+    /// The messages of one ordered consumer from `from_position` over `subjects` (every
+    /// subject when empty).
+    async fn ordered_messages(
+        &self,
+        from_position: u64,
+        subjects: Vec<String>,
+    ) -> Result<consumer::pull::Ordered, LogError> {
         let stream = self
             .js
             .get_stream_no_info(&self.cfg.stream_name)
@@ -758,7 +782,7 @@ impl JetStreamLog {
             .map_err(unavailable)?;
         let consumer = stream
             .create_consumer(consumer::pull::OrderedConfig {
-                filter_subjects: subjects.to_vec(),
+                filter_subjects: subjects,
                 deliver_policy: consumer::DeliverPolicy::ByStartSequence {
                     start_sequence: from_position.max(1),
                 },
@@ -770,14 +794,7 @@ impl JetStreamLog {
             })
             .await
             .map_err(unavailable)?;
-        let messages = consumer.messages().await.map_err(unavailable)?;
-        Ok(messages
-            .map(|m| {
-                let m = m.map_err(unavailable)?;
-                let position = m.info().map_err(unavailable)?.stream_sequence;
-                Ok(RawEvent::of_message(&m, position))
-            })
-            .boxed())
+        consumer.messages().await.map_err(unavailable)
     }
 
     /// Where a stream stands, and its last event. One direct get, unless the last message

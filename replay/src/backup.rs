@@ -21,7 +21,7 @@ use std::path::{Path, PathBuf};
 use std::time::{Duration, Instant};
 
 use async_nats::HeaderMap;
-use async_nats::jetstream::{consumer, stream};
+use async_nats::jetstream::stream;
 use bytes::Bytes;
 use chronicle_events::{JetStreamLog, LogError};
 use chrono::{DateTime, Utc};
@@ -221,53 +221,6 @@ fn write_manifest(dir: &Path, manifest: &Manifest) -> Result<(), BackupError> {
     Ok(())
 }
 
-/// The stored messages `from..=to` in order (positions with no message skipped), through
-/// one ordered consumer.
-async fn read_records(
-    log: &JetStreamLog,
-    from: u64,
-    to: u64,
-) -> Result<impl futures::Stream<Item = Result<Record, BackupError>> + use<>, BackupError> {
-    let stream = log
-        .jetstream()
-        .get_stream(&log.config().stream_name)
-        .await
-        .map_err(nats)?;
-    let consumer = stream
-        .create_consumer(consumer::pull::OrderedConfig {
-            deliver_policy: consumer::DeliverPolicy::ByStartSequence {
-                start_sequence: from,
-            },
-            ..Default::default()
-        })
-        .await
-        .map_err(nats)?;
-    let messages = consumer.messages().await.map_err(nats)?;
-    let empty = from > to;
-    Ok(futures::stream::unfold(
-        (messages, empty),
-        move |(mut messages, done)| async move {
-            if done {
-                return None;
-            }
-            let m = match messages.next().await? {
-                Ok(m) => m,
-                Err(e) => return Some((Err(nats(e)), (messages, true))),
-            };
-            let info = match m.info() {
-                Ok(i) => i,
-                Err(e) => return Some((Err(nats(e)), (messages, true))),
-            };
-            let (position, pending) = (info.stream_sequence, info.pending);
-            if position > to {
-                return None;
-            }
-            let record = Record::of_parts(position, &m.subject, m.headers.as_ref(), &m.payload);
-            Some((Ok(record), (messages, position >= to || pending == 0)))
-        },
-    ))
-}
-
 /// Backs up the log into `dir`: the whole log the first time, what is new since the last
 /// run after that. `progress(at, end)` as it goes.
 pub async fn backup(
@@ -363,10 +316,11 @@ pub async fn backup(
         bytes_written += SEGMENT_MAGIC.len() as u64;
         let mut buf = Vec::with_capacity(4096);
         let mut last: Option<Record> = None;
-        let records = read_records(log, from, cut).await?;
-        futures::pin_mut!(records);
-        while let Some(r) = records.next().await {
-            let r = r?;
+        // Every stored message, whatever its subject.
+        let mut stored = log.read_messages(from, cut, vec![]).await?;
+        while let Some(m) = stored.next().await {
+            let (m, position) = m?;
+            let r = Record::of_parts(position, &m.subject, m.headers.as_ref(), &m.payload);
             buf.clear();
             r.encode(&mut buf);
             hasher.update(&buf);
@@ -674,7 +628,7 @@ pub fn read_export(file: &Path) -> Result<Source, BackupError> {
 
 /// Whether a header is a directive to nats-server rather than part of the message: those
 /// are not sent again (a stored batch or expectation header would be acted on anew).
-fn is_directive(name: &str) -> bool {
+pub fn is_directive(name: &str) -> bool {
     let lower = name.to_ascii_lowercase();
     lower.starts_with("nats-") && lower != "nats-msg-id"
 }
@@ -808,9 +762,13 @@ async fn load(
         acks.push_back((position, ack));
         settle(acks, RESTORE_IN_FLIGHT).await
     };
-    for r in source.records() {
-        let r = r?;
-        while next < r.position {
+    let mut records = source.records();
+    loop {
+        // Positions the original log held no message at, before the next record or, after
+        // the last, up to its end.
+        let r = records.next().transpose()?;
+        let upto = r.as_ref().map_or(end + 1, |r| r.position);
+        while next < upto {
             gaps.push(next);
             send(
                 gap_subject.clone(),
@@ -822,6 +780,7 @@ async fn load(
             .await?;
             next += 1;
         }
+        let Some(r) = r else { break };
         while let Some((at, _)) = recent_order.front() {
             if at.elapsed() <= hold {
                 break;
@@ -859,19 +818,6 @@ async fn load(
         if r.position.is_multiple_of(4096) {
             progress(r.position, end);
         }
-    }
-    while next <= end {
-        // The original log ended with positions holding no message.
-        gaps.push(next);
-        send(
-            gap_subject.clone(),
-            HeaderMap::new(),
-            Bytes::new(),
-            next,
-            &mut acks,
-        )
-        .await?;
-        next += 1;
     }
     settle(&mut acks, 0).await?;
     let stream = js.get_stream(name).await.map_err(nats)?;
