@@ -141,6 +141,33 @@ pub enum ReplayCommand {
     },
     /// Appends a seal over everything unsealed now (needs CHRONICLE_SEAL_KEY).
     Seal,
+    /// Prints a proof bundle (JSON): with --position, the event there, its inclusion
+    /// proof and the signed checkpoint; with --from, two signed checkpoints and the
+    /// consistency proof between them.
+    Prove {
+        /// The event's log position.
+        #[arg(long, conflicts_with = "from", required_unless_present = "from")]
+        position: Option<u64>,
+        /// A sealed tree size to prove against (default: the latest checkpoint).
+        #[arg(long, conflicts_with = "from")]
+        size: Option<u64>,
+        /// The older sealed tree size of a consistency proof.
+        #[arg(long)]
+        from: Option<u64>,
+        /// The newer sealed tree size (default: the latest checkpoint).
+        #[arg(long, requires = "from")]
+        to: Option<u64>,
+    },
+    /// Checks a proof bundle offline, with the public seal key alone; exits 1 if it does
+    /// not hold.
+    Check {
+        /// The bundle `replay prove` wrote.
+        #[arg(long)]
+        proof: std::path::PathBuf,
+        /// The public seal key (64 hex), obtained independently of the bundle.
+        #[arg(long)]
+        public_key: String,
+    },
     /// Rebuilds read models from the log beside the live tables, compares, and swaps them
     /// in one transaction; queries keep answering throughout.
     Rebuild {

@@ -7,6 +7,7 @@ use std::process::ExitCode;
 use anyhow::{Context, Result};
 use chronicle_events::StreamId;
 use chronicle_replay::history::{AsOf, HistoryFilter, history, record_json, state_at};
+use chronicle_replay::prove;
 use chronicle_replay::seal::{PublicSealKey, SealKey};
 use futures::StreamExt;
 
@@ -258,13 +259,57 @@ pub async fn run(settings: &Settings, command: ReplayCommand) -> Result<ExitCode
             }
             Ok(ExitCode::SUCCESS)
         }
+        ReplayCommand::Prove {
+            position,
+            size,
+            from,
+            to,
+        } => {
+            let db = server::connect_db(settings).await?;
+            let bundle = match (position, from) {
+                (Some(position), _) => {
+                    let log = server::connect_log(settings).await?;
+                    prove::prove_inclusion(&log, &db, position, size).await?
+                }
+                (None, Some(from)) => prove::prove_consistency(&db, from, to).await?,
+                (None, None) => anyhow::bail!("give --position or --from"),
+            };
+            println!("{}", serde_json::to_string_pretty(&bundle)?);
+            Ok(ExitCode::SUCCESS)
+        }
+        ReplayCommand::Check { proof, public_key } => {
+            let key = PublicSealKey::from_hex(&public_key)
+                .map_err(anyhow::Error::msg)
+                .context("--public-key")?;
+            let text = std::fs::read_to_string(&proof)
+                .with_context(|| format!("reading {}", proof.display()))?;
+            let bundle: prove::Bundle = serde_json::from_str(&text).with_context(|| {
+                format!(
+                    "{} is not a proof bundle of `chronicle replay prove`",
+                    proof.display()
+                )
+            })?;
+            let report = prove::check(&bundle, &key);
+            println!("{}", serde_json::to_string_pretty(&report)?);
+            for problem in &report.problems {
+                eprintln!("chronicle: {problem}");
+            }
+            Ok(if report.ok {
+                ExitCode::SUCCESS
+            } else {
+                ExitCode::from(1)
+            })
+        }
         ReplayCommand::Seal => {
             let key = settings
                 .seal_key
                 .as_ref()
                 .context("CHRONICLE_SEAL_KEY is not set (flag --seal-key)")?;
             let log = server::connect_log(settings).await?;
-            match chronicle_replay::sealer::seal_now(&log, &SealKey::from_seed(&key.0)).await? {
+            let mut db = server::connect_db(settings).await?;
+            match chronicle_replay::sealer::seal_now(&log, &mut db, &SealKey::from_seed(&key.0))
+                .await?
+            {
                 Some(to) => eprintln!("sealed up to position {to}"),
                 None => eprintln!("nothing to seal"),
             }

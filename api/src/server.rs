@@ -78,6 +78,20 @@ pub async fn run_projectors(
     Ok(())
 }
 
+/// One Postgres connection (for the command line's one-off work), its connection driven
+/// on the runtime.
+pub async fn connect_db(settings: &Settings) -> Result<tokio_postgres::Client> {
+    let (client, conn) = tokio_postgres::connect(settings.database_url()?, tokio_postgres::NoTls)
+        .await
+        .context("DATABASE_URL")?;
+    tokio::spawn(async move {
+        if let Err(e) = conn.await {
+            tracing::warn!(error = %e, "Postgres connection ended");
+        }
+    });
+    Ok(client)
+}
+
 /// Connects to NATS (creating or checking the stream), reads the revoked tokens, opens
 /// the idempotency records and builds the Postgres pool.
 pub async fn connect(settings: &Settings) -> Result<AppState> {

@@ -48,9 +48,9 @@ fn chronicle(app: &App, args: &[&str], nats: bool) -> (i32, String, String) {
         .env("CHRONICLE_SUBJECT_PREFIX", &app.prefix)
         .env("CHRONICLE_SEAL_KEY", support::SEAL_KEY)
         .env("CHRONICLE_EVENT_KEY", support::EVENT_KEY)
-        .env_remove("DATABASE_URL");
+        .env("DATABASE_URL", &app.database_url);
     if !nats {
-        cmd.env_remove("NATS_URL");
+        cmd.env_remove("NATS_URL").env_remove("DATABASE_URL");
     }
     let out = cmd.output().unwrap();
     (
@@ -247,7 +247,7 @@ async fn state_as_of_a_time_and_a_position() {
 
 #[tokio::test]
 async fn seals_verify_and_a_forged_message_or_seal_is_found() {
-    let app = App::start().await;
+    let app = App::with_database().await;
     for _ in 0..5 {
         app.post(
             "/v1/commands/jobs",
@@ -257,20 +257,14 @@ async fn seals_verify_and_a_forged_message_or_seal_is_found() {
         .await;
     }
     let key = SealKey::from_seed(&hex::decode(support::SEAL_KEY).unwrap().try_into().unwrap());
-    chronicle_replay::sealer::seal_now(&app.state.log, &key)
-        .await
-        .unwrap()
-        .unwrap();
+    app.seal().await.unwrap();
     app.post(
         "/v1/commands/jobs",
         &app.admin,
         json!({"agent_id": "a", "kind": "k"}),
     )
     .await;
-    chronicle_replay::sealer::seal_now(&app.state.log, &key)
-        .await
-        .unwrap()
-        .unwrap();
+    app.seal().await.unwrap();
 
     let verify = || {
         app.send(
@@ -372,7 +366,7 @@ async fn seals_verify_and_a_forged_message_or_seal_is_found() {
 
 #[tokio::test]
 async fn an_export_verifies_offline_and_fails_once_one_byte_changes() {
-    let app = App::start().await;
+    let app = App::with_database().await;
     for i in 0..20 {
         app.post(
             "/v1/commands/jobs",

@@ -603,13 +603,11 @@ async fn a_forgery_with_a_perfect_chain_is_reported_and_changes_nothing() {
 
 #[tokio::test]
 async fn offline_verify_without_an_independent_key_does_not_pass() {
-    let app = App::start().await;
+    let app = App::with_database().await;
     let key = chronicle_replay::seal::SealKey::from_seed(
         &hex::decode(support::SEAL_KEY).unwrap().try_into().unwrap(),
     );
-    chronicle_replay::sealer::seal_now(&app.state.log, &key)
-        .await
-        .unwrap();
+    app.seal().await.unwrap();
     let dir = tempfile::tempdir().unwrap();
     let file = dir.path().join("export.ndjson");
     chronicle_replay::export::export(

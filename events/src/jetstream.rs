@@ -223,7 +223,7 @@ pub struct RawEvent {
 
 impl RawEvent {
     /// A message a consumer delivered, at `position`.
-    fn of_message(m: &async_nats::jetstream::Message, position: u64) -> RawEvent {
+    pub fn of_message(m: &async_nats::jetstream::Message, position: u64) -> RawEvent {
         let headers = m.headers.as_ref();
         RawEvent {
             position,

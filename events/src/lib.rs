@@ -16,6 +16,7 @@ pub mod jetstream;
 pub mod log;
 pub mod merkle;
 pub mod stream_id;
+pub mod tlog;
 pub mod upcast;
 
 pub use auth::Keyring;

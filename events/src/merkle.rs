@@ -13,6 +13,20 @@ pub type Hash = [u8; 32];
 
 /// The leaf value of one stored message.
 pub fn leaf_of_payload(payload: &[u8]) -> Hash {
+    /// Only the `hash` of an envelope (the rest is skipped, not built). Anything this does
+    /// not read cleanly — not an object, a duplicate or non-string `hash` — takes the
+    /// general path below, which decides.
+    #[derive(serde::Deserialize)]
+    struct OnlyHash<'a> {
+        #[serde(borrow)]
+        hash: Option<&'a str>,
+    }
+    if let Ok(OnlyHash { hash: Some(h) }) = serde_json::from_slice::<OnlyHash>(payload) {
+        let mut out = [0u8; 32];
+        if hex::decode_to_slice(h, &mut out).is_ok() {
+            return out;
+        }
+    }
     leaf_of_parsed(
         serde_json::from_slice::<serde_json::Value>(payload)
             .ok()
@@ -31,14 +45,16 @@ pub fn leaf_of_parsed(parsed: Option<&serde_json::Value>, payload: &[u8]) -> Has
         .unwrap_or_else(|| Sha256::digest(payload).into())
 }
 
-fn leaf_hash(h: &Hash) -> Hash {
+/// RFC 9162's leaf hash of an entry: `SHA-256(0x00 ‖ entry)`.
+pub fn leaf_hash(h: &Hash) -> Hash {
     let mut d = Sha256::new();
     d.update([0u8]);
     d.update(h);
     d.finalize().into()
 }
 
-fn node_hash(l: &Hash, r: &Hash) -> Hash {
+/// RFC 9162's interior node: `SHA-256(0x01 ‖ left ‖ right)`.
+pub fn node_hash(l: &Hash, r: &Hash) -> Hash {
     let mut d = Sha256::new();
     d.update([1u8]);
     d.update(l);
@@ -189,16 +205,27 @@ pub fn verify_consistency(
     &fr == from_root && &sr == to_root && s == 0
 }
 
-/// The bytes a seal's signature covers. A seal that recorded unauthenticated positions
-/// signs them too (`chronicle-seal/2`); one that found none signs what seals always did.
+/// The bytes a seal's signature covers. A checkpoint seal (`tree`: its tree size and
+/// origin) signs them too (`chronicle-seal/3`); an older seal that recorded
+/// unauthenticated positions signed them (`chronicle-seal/2`); one that found none signs
+/// what seals always did.
 pub fn seal_message(
     from: u64,
     to: u64,
     root_hex: &str,
     prev_seal: Option<&str>,
     unauthenticated: &[u64],
+    tree: Option<(u64, &str)>,
 ) -> Vec<u8> {
     let prev = prev_seal.unwrap_or("");
+    if let Some((tree_size, origin)) = tree {
+        let listed: Vec<String> = unauthenticated.iter().map(u64::to_string).collect();
+        return format!(
+            "chronicle-seal/3\n{from}\n{to}\n{root_hex}\n{prev}\n{}\n{tree_size}\n{origin}",
+            listed.join(",")
+        )
+        .into_bytes();
+    }
     if unauthenticated.is_empty() {
         return format!("chronicle-seal/1\n{from}\n{to}\n{root_hex}\n{prev}").into_bytes();
     }

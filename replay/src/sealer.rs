@@ -1,12 +1,12 @@
-//! The sealer: appends `SealRecorded` to `seal.log` every `every_events` events or
-//! `every` of activity, covering every position since the previous seal with a signed
-//! Merkle root, chained to the previous seal. One is active across all processes (a
+//! The sealer: keeps the whole log's Merkle tree up to date (`crate::tree`) and appends
+//! `SealRecorded` to `seal.log` every `every_events` events or `every` of activity: a
+//! signed checkpoint of the tree covering every position since the previous seal, chained
+//! to it. One is active across all processes (a
 //! Postgres advisory lock, as for projections); the others stand by.
 
 use std::time::{Duration, Instant};
 
 use chronicle_events::domain::{Event, SealEvent};
-use chronicle_events::merkle::{Hash, leaf_of_payload, merkle_root};
 use chronicle_events::{
     Actor, AppendRequest, Domain, EventLog, Expected, JetStreamLog, LogError, PendingEvent,
     StreamHead, StreamId,
@@ -15,6 +15,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::seal::SealKey;
+use crate::tree::{Keeper, TreeError, origin, unauthenticated_in};
 
 /// The stream seals go to.
 pub fn seal_stream() -> StreamId {
@@ -64,61 +65,50 @@ pub async fn seal_tip(log: &JetStreamLog) -> Result<SealTip, LogError> {
     })
 }
 
-/// What a seal covers: the leaves of positions `from..=to`, in order, and the positions
-/// among them whose message no event key authenticates.
-pub struct Covered {
-    pub leaves: Vec<Hash>,
-    pub unauthenticated: Vec<u64>,
+/// Whether anything after the last seal is unsealed, the log's end being `end`: the last
+/// seal itself, alone, is not worth another (an idle log would otherwise be sealed again
+/// and again).
+fn unsealed(tip: &SealTip, end: u64) -> bool {
+    end > tip.sealed_to && !(end == tip.sealed_to + 1 && tip.head.position == end)
 }
 
-/// Leaves of positions `from..=to`, in order, with the unauthenticated positions.
-pub async fn leaves(log: &JetStreamLog, from: u64, to: u64) -> Result<Covered, LogError> {
-    let filter = log.subject_filter(None);
-    let mut out = Covered {
-        leaves: Vec::with_capacity((to + 1 - from) as usize),
-        unauthenticated: Vec::new(),
-    };
-    let mut seq = from;
-    while seq <= to {
-        let (raws, more) = log.read_raw_batch(seq, &filter, 1000).await?;
-        for r in raws.iter().filter(|r| r.position <= to) {
-            out.leaves.push(leaf_of_payload(&r.payload));
-            if !log.authentic(r) {
-                tracing::warn!(
-                    position = r.position,
-                    subject = %r.subject,
-                    "sealing a message no event key authenticates; the seal records it"
-                );
-                metrics::counter!("chronicle_foreign_messages_total", "reader" => "sealer")
-                    .increment(1);
-                out.unauthenticated.push(r.position);
-            }
-        }
-        match raws.last() {
-            Some(last) if more && last.position < to => seq = last.position + 1,
-            _ => break,
-        }
-    }
-    Ok(out)
+/// Grows the tree to the log's end and appends one checkpoint seal over everything
+/// unsealed, if anything is. Answers the position sealed to.
+pub async fn seal_now(
+    log: &JetStreamLog,
+    db: &mut tokio_postgres::Client,
+    key: &SealKey,
+) -> Result<Option<u64>, TreeError> {
+    let mut keeper = Keeper::load(log, db, key.public()).await?;
+    seal_with(log, db, key, &mut keeper).await
 }
 
-/// Appends one seal over everything unsealed up to the log's end, if anything is.
-/// Answers the position sealed to.
-pub async fn seal_now(log: &JetStreamLog, key: &SealKey) -> Result<Option<u64>, LogError> {
+async fn seal_with(
+    log: &JetStreamLog,
+    db: &mut tokio_postgres::Client,
+    key: &SealKey,
+    keeper: &mut Keeper,
+) -> Result<Option<u64>, TreeError> {
     let tip = seal_tip(log).await?;
-    let end = log.last_position().await?;
-    if end <= tip.sealed_to {
+    let size = keeper.extend(log, db).await?;
+    if !unsealed(&tip, size) {
         return Ok(None);
     }
     let from = tip.sealed_to + 1;
-    let covered = leaves(log, from, end).await?;
-    let root = hex::encode(merkle_root(&covered.leaves));
-    let seal = key.seal(
+    let unauthenticated = unauthenticated_in(&*db, from, size).await?;
+    if !unauthenticated.is_empty() {
+        tracing::warn!(
+            positions = ?unauthenticated,
+            "sealing messages no event key authenticates; the seal records them"
+        );
+    }
+    let seal = key.checkpoint_seal(
         from,
-        end,
-        root,
+        size,
+        keeper.root(),
         tip.prev_seal.clone(),
-        covered.unauthenticated,
+        unauthenticated,
+        &origin(log),
     );
     let request = AppendRequest::single(
         Uuid::now_v7(),
@@ -131,8 +121,10 @@ pub async fn seal_now(log: &JetStreamLog, key: &SealKey) -> Result<Option<u64>, 
         )],
     );
     log.append(request).await?;
-    tracing::info!(from, to = end, "log sealed");
-    Ok(Some(end))
+    tracing::info!(from, to = size, "log sealed");
+    // Past the seal at once, so that its checkpoint is served as soon as it is written.
+    keeper.extend(log, db).await?;
+    Ok(Some(size))
 }
 
 /// Runs the sealer until `shutdown`.
@@ -172,28 +164,46 @@ pub async fn run(
             pause(Duration::from_millis(500)).await;
             continue;
         }
+        let mut client = client;
+        let mut keeper = None;
         let mut last_seal = Instant::now();
         loop {
             if *shutdown.borrow() || client.is_closed() {
                 break;
             }
-            let due = async {
-                let tip = seal_tip(&log).await?;
-                let end = log.last_position().await?;
-                let pending = end.saturating_sub(tip.sealed_to);
-                Ok::<_, LogError>(
-                    pending >= cfg.every_events
-                        || (pending > 0 && last_seal.elapsed() >= cfg.every),
-                )
-            };
-            match due.await {
-                Ok(true) => match seal_now(&log, &key).await {
-                    Ok(_) => last_seal = Instant::now(),
-                    Err(LogError::VersionConflict { .. }) => {}
-                    Err(e) => tracing::warn!(error = %e, "cannot seal yet"),
-                },
-                Ok(false) => {}
-                Err(e) => tracing::warn!(error = %e, "sealer cannot read the log"),
+            if keeper.is_none() {
+                match Keeper::load(&log, &mut client, key.public()).await {
+                    Ok(k) => keeper = Some(k),
+                    Err(e) => tracing::warn!(error = %e, "sealer cannot load the Merkle tree"),
+                }
+            }
+            if let Some(k) = keeper.as_mut() {
+                // The tree follows the log all the time; a seal is due every
+                // `every_events` events, or after `every` with any.
+                let step = async {
+                    let tip = seal_tip(&log).await?;
+                    let size = k.extend(&log, &mut client).await?;
+                    let pending = if unsealed(&tip, size) {
+                        size - tip.sealed_to
+                    } else {
+                        0
+                    };
+                    if pending >= cfg.every_events
+                        || (pending > 0 && last_seal.elapsed() >= cfg.every)
+                    {
+                        return seal_with(&log, &mut client, &key, k).await;
+                    }
+                    Ok(None)
+                };
+                match step.await {
+                    Ok(Some(_)) => last_seal = Instant::now(),
+                    Ok(None) => {}
+                    Err(TreeError::Log(LogError::VersionConflict { .. })) => {}
+                    Err(e) => {
+                        tracing::warn!(error = %e, "cannot seal yet");
+                        keeper = None;
+                    }
+                }
             }
             pause(Duration::from_millis(500)).await;
         }

@@ -17,6 +17,7 @@ use chronicle_events::domain::seal::SealRecorded;
 use chronicle_events::domain::{Event, SealEvent};
 use chronicle_events::jetstream::RawEvent;
 use chronicle_events::merkle::{Hash, leaf_of_parsed, merkle_root};
+use chronicle_events::tlog::{MISSING, TreeBuilder};
 use chronicle_events::{JetStreamLog, Keyring, LogError, StreamId};
 use serde::Serialize;
 
@@ -205,6 +206,9 @@ pub struct Verifier {
     leaves: Vec<(u64, Hash)>,
     /// The last seal seen: the position it sealed to and its hash.
     last_seal: Option<(u64, String)>,
+    /// The whole log's tree up to the last seal's position (from the start only: a fold
+    /// from the middle cannot know the leaves before it).
+    tree: Option<TreeBuilder>,
 }
 
 impl Verifier {
@@ -240,6 +244,7 @@ impl Verifier {
             seal_subject: crate::sealer::seal_stream().subject(subject_prefix),
             leaves: Vec::new(),
             last_seal: None,
+            tree: (from_position <= 1).then(TreeBuilder::roots_only),
         }
     }
 
@@ -279,6 +284,18 @@ impl Verifier {
                 "range {}..={} is not before the seal at {}",
                 seal.from_position, seal.to_position, raw.position
             ));
+        } else if seal.tree_size.is_some() {
+            if seal.tree_size != Some(seal.to_position) {
+                problems.push("its tree size is not the position it seals to".into());
+            }
+            if let Some(tree) = self.tree_at(seal.to_position)
+                && hex::encode(tree.root()) != seal.root
+            {
+                problems.push(format!(
+                    "the root is not the tree's over positions 1..={}",
+                    seal.to_position
+                ));
+            }
         } else {
             let lo = self
                 .leaves
@@ -329,9 +346,31 @@ impl Verifier {
         } else {
             self.report.seals.sealed_to = seal.to_position;
         }
+        if seal.to_position < raw.position {
+            self.tree = self.tree_at(seal.to_position);
+        }
         let sealed = self.leaves.partition_point(|(p, _)| *p <= seal.to_position);
         self.leaves.drain(..sealed);
         self.last_seal = Some((seal.to_position, envelope.hash.clone()));
+    }
+
+    /// The tree grown from the last seal's size to `size` with the leaves since (a
+    /// position the log does not hold is `tlog::MISSING`); `None` when it cannot be known.
+    fn tree_at(&self, size: u64) -> Option<TreeBuilder> {
+        let mut tree = self.tree.clone()?;
+        if size < tree.size() {
+            return None;
+        }
+        let mut leaves = self.leaves.iter().peekable();
+        while tree.size() < size {
+            let position = tree.size() + 1;
+            while leaves.next_if(|(p, _)| *p < position).is_some() {}
+            match leaves.next_if(|(p, _)| *p == position) {
+                Some((_, leaf)) => tree.push(leaf),
+                None => tree.push(&MISSING),
+            }
+        }
+        Some(tree)
     }
 
     fn flag(&mut self, raw: &RawEvent, kind: BreakKind, detail: impl Into<String>) {
@@ -368,6 +407,9 @@ impl Verifier {
             authentic,
             body,
         } = examined;
+        // Every stored message is a leaf, whatever else is wrong with it: the sealer seals
+        // what the log holds.
+        self.leaves.push((raw.position, leaf));
         let unauthenticated = match authentic {
             Some(ok) => !ok,
             None => self.recorded_unauthenticated.contains(&raw.position),
@@ -375,7 +417,6 @@ impl Verifier {
         if unauthenticated {
             // Not an event: reported, covered by seals like any message, and its stream's
             // chain goes on from the event before it.
-            self.leaves.push((raw.position, leaf));
             self.found_unauthenticated.insert(raw.position);
             self.report.authentication.unauthenticated += 1;
             let detail = if authentic.is_some() {
@@ -391,7 +432,6 @@ impl Verifier {
                 return self.flag(raw, BreakKind::Undecodable, detail);
             }
             Err(Unreadable::WrongStream(detail)) => {
-                self.leaves.push((raw.position, leaf));
                 return self.flag(raw, BreakKind::Undecodable, detail);
             }
         };
@@ -452,7 +492,6 @@ impl Verifier {
                 ),
             );
         }
-        self.leaves.push((raw.position, leaf));
         if out_of_place {
             // Not the next event of its stream (a copy published again, or an event
             // inserted): its stream's chain goes on from the event before it, as every

@@ -157,7 +157,9 @@ async fn a_message_published_straight_to_a_subject_is_found() {
 
     // The sealer records what it cannot vouch for, in the signed seal.
     let key = SealKey::from_seed(&[0x5a; 32]);
-    chronicle_replay::sealer::seal_now(&log, &key)
+    let mut db = chronicle_testkit::connect(&chronicle_testkit::fresh_database().await).await;
+    chronicle_projections::migrate::run(&mut db).await.unwrap();
+    chronicle_replay::sealer::seal_now(&log, &mut db, &key)
         .await
         .unwrap()
         .unwrap();
@@ -181,17 +183,17 @@ async fn a_message_published_straight_to_a_subject_is_found() {
     // A seal that hides an unauthenticated message is itself a break.
     publish(4, None, b"more junk".to_vec()).await;
     let end = log.last_position().await.unwrap();
-    let hiding = key.seal(
+    let mut tree = chronicle_replay::tree::Keeper::load(&log, &mut db, key.public())
+        .await
+        .unwrap();
+    assert_eq!(tree.extend(&log, &mut db).await.unwrap(), end);
+    let hiding = key.checkpoint_seal(
         tip.sealed_to + 1,
         end,
-        hex::encode(chronicle_events::merkle::merkle_root(
-            &chronicle_replay::sealer::leaves(&log, tip.sealed_to + 1, end)
-                .await
-                .unwrap()
-                .leaves,
-        )),
+        tree.root(),
         tip.prev_seal.clone(),
         vec![],
+        &chronicle_replay::tree::origin(&log),
     );
     log.append(AppendRequest::single(
         Uuid::new_v4(),

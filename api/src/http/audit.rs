@@ -1,6 +1,7 @@
 //! The audit routes (`GET /v1/audit/...`, roles `auditor` or `admin`): the history as
 //! NDJSON streamed in constant memory, any stream's state as of a time or position,
-//! verification of the whole log, and the public seal key.
+//! verification of the whole log, the public seal key, and the signed checkpoints of the
+//! whole log's Merkle tree with inclusion and consistency proofs between them.
 
 use std::collections::HashMap;
 use std::sync::Arc;
@@ -13,6 +14,7 @@ use axum::response::{IntoResponse, Response};
 use chronicle_commands::permissions::Read;
 use chronicle_events::{Domain, StreamId};
 use chronicle_replay::history::{AsOf, HistoryFilter, history, record_json, state_at};
+use chronicle_replay::tree::{self, ProofError};
 use futures::StreamExt;
 use serde_json::json;
 use utoipa_axum::router::OpenApiRouter;
@@ -31,6 +33,9 @@ pub fn routes() -> OpenApiRouter<AppState> {
         .routes(routes!(stream_state))
         .routes(routes!(verify))
         .routes(routes!(seal_key))
+        .routes(routes!(checkpoint))
+        .routes(routes!(inclusion_proof))
+        .routes(routes!(consistency_proof))
 }
 
 type Params = Query<HashMap<String, String>>;
@@ -297,4 +302,158 @@ async fn seal_key(State(s): State<AppState>, caller: Caller) -> Result<Response,
         .seal_public
         .ok_or_else(|| ApiError::not_found("this deployment has no seal key configured"))?;
     Ok(axum::Json(json!({ "algorithm": "Ed25519", "public_key": key.to_hex() })).into_response())
+}
+
+impl From<ProofError> for ApiError {
+    fn from(e: ProofError) -> Self {
+        match e {
+            ProofError::NoCheckpoint | ProofError::NotSealed(_) => {
+                ApiError::not_found(e.to_string())
+            }
+            ProofError::OutOfRange { position: 0, .. } => {
+                ApiError::bad_param("position", "positions start at 1")
+            }
+            ProofError::OutOfRange { .. } => ApiError::not_found(e.to_string()),
+            ProofError::FromAfterTo { .. } => ApiError::bad_param("from", e.to_string()),
+            ProofError::Tree(e) => ApiError::read_store(e),
+        }
+    }
+}
+
+/// A checkpoint of a given size never changes; the latest does.
+fn cache_for(size_given: bool) -> &'static str {
+    if size_given {
+        "public, max-age=31536000, immutable"
+    } else {
+        "no-cache"
+    }
+}
+
+/// The latest signed tree head (or the one of a sealed `size`) as a C2SP signed note:
+/// origin `chronicle/<stream>`, tree size, base64 root, a blank line, then the seal key's
+/// Ed25519 signature line.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/checkpoint",
+    tag = "audit",
+    summary = "A signed checkpoint of the whole log's Merkle tree (C2SP signed note)",
+    params(
+        ("size" = inline(Option<Position>), Query, nullable = false, description = "A sealed tree size; the latest checkpoint without it"),
+    ),
+    responses(
+        (status = 200, description = "The signed note", body = String, content_type = "text/plain"),
+        (status = "4XX", description = "Refused", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+async fn checkpoint(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    caller.may_read(Read::Audit)?;
+    let f = Filters::new(&q, &["size"])?;
+    let size = f.position("size")?;
+    let db = s.db.get().await.map_err(ApiError::read_store)?;
+    let found = tree::checkpoint(&**db, size)
+        .await
+        .map_err(ApiError::read_store)?;
+    let cp = match (found, size) {
+        (Some(cp), _) => cp,
+        (None, Some(n)) => return Err(ProofError::NotSealed(n).into()),
+        (None, None) => return Err(ProofError::NoCheckpoint.into()),
+    };
+    Ok((
+        [
+            (header::CONTENT_TYPE, "text/plain; charset=utf-8"),
+            (header::CACHE_CONTROL, cache_for(size.is_some())),
+        ],
+        cp.note,
+    )
+        .into_response())
+}
+
+/// The inclusion proof (RFC 9162 §2.1.3) of the event at `position` in the tree of a
+/// sealed `size`: leaf `position - 1`, its leaf hash `SHA-256(0x00 ‖ event hash)`, and the
+/// sibling hashes from the leaf up.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/proofs/inclusion",
+    tag = "audit",
+    summary = "Inclusion proof of one event in a signed checkpoint",
+    params(
+        ("position" = inline(Position), Query, description = "The event's log position"),
+        ("size" = inline(Option<Position>), Query, nullable = false, description = "A sealed tree size; the latest checkpoint's without it"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::http::openapi::Document),
+        (status = "4XX", description = "Refused", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+async fn inclusion_proof(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    caller.may_read(Read::Audit)?;
+    let f = Filters::new(&q, &["position", "size"])?;
+    let position = f
+        .position("position")?
+        .ok_or_else(|| ApiError::bad_param("position", "position is required"))?;
+    let size = f.position("size")?;
+    let db = s.db.get().await.map_err(ApiError::read_store)?;
+    let (proof, _) = tree::inclusion(&**db, position, size).await?;
+    Ok((
+        [(header::CACHE_CONTROL, cache_for(size.is_some()))],
+        axum::Json(proof),
+    )
+        .into_response())
+}
+
+/// The consistency proof (RFC 9162 §2.1.4) that the tree of sealed size `from` is a
+/// prefix of the tree of sealed size `to`: nothing in the first was changed or removed.
+#[utoipa::path(
+    get,
+    path = "/v1/audit/proofs/consistency",
+    tag = "audit",
+    summary = "Consistency proof between two signed checkpoints",
+    params(
+        ("from" = inline(Position), Query, description = "The older sealed tree size"),
+        ("to" = inline(Option<Position>), Query, nullable = false, description = "The newer sealed tree size; the latest checkpoint's without it"),
+    ),
+    responses(
+        (status = 200, description = "OK", body = crate::http::openapi::Document),
+        (status = "4XX", description = "Refused", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+        (status = 503, description = "Unavailable", body = crate::http::openapi::Problem, content_type = "application/problem+json"),
+    ),
+    security(("bearer" = [])),
+)]
+async fn consistency_proof(
+    State(s): State<AppState>,
+    caller: Caller,
+    Query(q): Params,
+) -> Result<Response, ApiError> {
+    caller.may_read(Read::Audit)?;
+    let f = Filters::new(&q, &["from", "to"])?;
+    let from = f
+        .position("from")?
+        .ok_or_else(|| ApiError::bad_param("from", "from is required"))?;
+    let to = f.position("to")?;
+    if to.is_some_and(|t| t < from) {
+        return Err(ProofError::FromAfterTo {
+            from,
+            to: to.unwrap_or_default(),
+        }
+        .into());
+    }
+    let db = s.db.get().await.map_err(ApiError::read_store)?;
+    let (proof, _, _) = tree::consistency(&**db, from, to).await?;
+    Ok((
+        [(header::CACHE_CONTROL, cache_for(to.is_some()))],
+        axum::Json(proof),
+    )
+        .into_response())
 }

@@ -16,6 +16,11 @@ use uuid::Uuid;
 
 pub use chronicle_testkit::{EVENT_KEY, SEAL_KEY, SIGNING_KEY, database_url, fresh_database};
 
+/// The seal key the tests' settings configure.
+pub fn seal_key() -> chronicle_replay::seal::SealKey {
+    chronicle_replay::seal::SealKey::from_seed(&chronicle_testkit::key(SEAL_KEY))
+}
+
 pub fn settings_for(stream: &str, prefix: &str, database_url: &str) -> Settings {
     let nats = std::env::var("NATS_URL").expect("NATS_URL is not set: run scripts/test");
     Cli::parse_from([
@@ -78,6 +83,27 @@ impl App {
         let mut app = App::start_on(&format!("T{tag}"), &format!("t{}.ev", &tag[..12]), &db).await;
         app.start_projectors().await;
         app
+    }
+
+    /// A new application on its own stream and its own migrated database, without
+    /// projectors: for tests that seal (the Merkle tree lives in the database).
+    pub async fn with_database() -> App {
+        let tag = Uuid::new_v4().simple().to_string();
+        let db = fresh_database().await;
+        let app = App::start_on(&format!("T{tag}"), &format!("t{}.ev", &tag[..12]), &db).await;
+        server::migrate(&settings_for(&app.stream, &app.prefix, &db))
+            .await
+            .unwrap();
+        app
+    }
+
+    /// Seals now, as the sealer does (growing the tree in this app's database first);
+    /// the position sealed to.
+    pub async fn seal(&self) -> Option<u64> {
+        let mut db = chronicle_testkit::connect(&self.database_url).await;
+        chronicle_replay::sealer::seal_now(&self.state.log, &mut db, &seal_key())
+            .await
+            .unwrap()
     }
 
     /// Runs every projection of this app's stream in this process.
