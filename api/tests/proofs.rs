@@ -382,6 +382,26 @@ async fn a_proof_bundle_checks_offline_with_the_public_key_alone() {
     assert_eq!(report["ok"], true);
     assert_eq!(report["origin"], origin(&app));
 
+    // The auditor's way, over HTTP alone: a line of /v1/audit/events (with its position
+    // and version), the proof and the note, put together.
+    let line = get(&app, "/v1/audit/events?from_position=7&to_position=7").await;
+    let proof = get(&app, "/v1/audit/proofs/inclusion?position=7").await;
+    let note = get(&app, "/v1/audit/checkpoint").await;
+    let assembled = json!({
+        "position": 7,
+        "event": line.body,
+        "inclusion": proof.body,
+        "checkpoint": note.body,
+    });
+    let (code, report, err) = check(&write("http.json", &assembled.to_string()), &public);
+    assert_eq!(code, 0, "{report} {err}");
+    let mut elsewhere = assembled.clone();
+    elsewhere["event"]["position"] = json!(8);
+    assert_eq!(
+        check(&write("else.json", &elsewhere.to_string()), &public).0,
+        1
+    );
+
     // A changed event, another position, another key: each fails, exit 1.
     let mut changed = bundle.clone();
     changed["event"]["data"]["input"] = json!(99_999);

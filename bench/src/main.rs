@@ -14,7 +14,10 @@
 //!   subscriber, and one subscriber's catch-up against a raw ordered read;
 //! - `backup`: backing up and restoring the same 200 000 events against a raw ordered
 //!   read and raw publishes;
-//! - `verify`: verifying the same 200 000 events against a raw ordered read.
+//! - `verify`: verifying the same 200 000 events against a raw ordered read;
+//! - `proof`: the whole log's Merkle tree grown from 1 000 000 events against a raw
+//!   ordered read, its storage per event, and inclusion and consistency proof latency
+//!   over HTTP.
 
 use std::time::Instant;
 
@@ -306,6 +309,9 @@ async fn main() -> Result<()> {
     if wants("startup") {
         startup::bench(&args, &mut report).await?;
     }
+    if wants("proof") {
+        proof::bench(&args, &mut report).await?;
+    }
     if wants("projection") || wants("verify") || wants("backup") {
         let log = JetStreamLog::connect(&args.nats_url, fresh_config()).await?;
         let t = Instant::now();
@@ -362,6 +368,7 @@ mod live;
 mod peer;
 mod procs;
 mod projection;
+mod proof;
 mod report;
 mod startup;
 mod verify;

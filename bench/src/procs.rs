@@ -21,7 +21,8 @@ pub struct Chronicle {
     pub subject_prefix: String,
     pub database_url: String,
     serve: Child,
-    project: Child,
+    /// `None` when started without projectors (and so without a sealer).
+    project: Option<Child>,
 }
 
 /// The `chronicle` binary built beside this one.
@@ -58,6 +59,15 @@ pub async fn fresh_database(url: &str) -> Result<String> {
 
 impl Chronicle {
     pub async fn start(args: &Args) -> Result<Chronicle> {
+        Chronicle::start_with(args, true).await
+    }
+
+    /// `serve` alone: no projectors, no sealer (the benchmark drives the tree itself).
+    pub async fn start_api_only(args: &Args) -> Result<Chronicle> {
+        Chronicle::start_with(args, false).await
+    }
+
+    async fn start_with(args: &Args, projectors: bool) -> Result<Chronicle> {
         let bin = binary()?;
         let database_url = fresh_database(
             args.database_url
@@ -101,7 +111,11 @@ impl Chronicle {
         anyhow::ensure!(out.status.success(), "chronicle token issue failed");
         let token = String::from_utf8(out.stdout)?.trim().to_owned();
         let serve = command(&["serve"]).stdout(Stdio::null()).spawn()?;
-        let project = command(&["project"]).stdout(Stdio::null()).spawn()?;
+        let project = if projectors {
+            Some(command(&["project"]).stdout(Stdio::null()).spawn()?)
+        } else {
+            None
+        };
         let http = reqwest::Client::builder()
             .pool_max_idle_per_host(256)
             .timeout(Duration::from_secs(30))
@@ -178,7 +192,10 @@ impl Chronicle {
                 .map(|kb| kb / 1024.0)
                 .unwrap_or(f64::NAN)
         };
-        (of(&self.serve), of(&self.project))
+        (
+            of(&self.serve),
+            self.project.as_ref().map(of).unwrap_or(f64::NAN),
+        )
     }
 
     /// A counter's value from `/metrics` (summed over its labels).
@@ -226,6 +243,8 @@ impl Chronicle {
 
     pub async fn stop(mut self) {
         let _ = self.serve.kill().await;
-        let _ = self.project.kill().await;
+        if let Some(p) = self.project.as_mut() {
+            let _ = p.kill().await;
+        }
     }
 }

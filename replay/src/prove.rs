@@ -23,7 +23,8 @@ use crate::tree::{self, ConsistencyProof, InclusionProof, ProofError, TreeError}
 pub enum Bundle {
     Inclusion {
         position: u64,
-        /// The stored envelope, as the log holds it.
+        /// The stored envelope, as the log holds it (or as a line of `/v1/audit/events`
+        /// gives it, with its `position` and `version`).
         event: Value,
         inclusion: InclusionProof,
         /// The C2SP signed note.
@@ -152,11 +153,24 @@ fn check_inclusion(
 ) -> CheckReport {
     let mut problems = Vec::new();
     let cp = open(note, key).map_err(|e| problems.push(e)).ok();
+    // A line of `/v1/audit/events` is the envelope with its `position` and `version`
+    // added; neither is an envelope field, so neither is hashed.
+    let mut envelope = event.clone();
+    if let Some(fields) = envelope.as_object_mut() {
+        if let Some(at) = fields.remove("position")
+            && at.as_u64() != Some(position)
+        {
+            problems.push(format!(
+                "the event says position {at}, the bundle {position}"
+            ));
+        }
+        fields.remove("version");
+    }
     let stored = event
         .get("hash")
         .and_then(Value::as_str)
         .unwrap_or_default();
-    let computed = chronicle_events::chain::compute_hash(event);
+    let computed = chronicle_events::chain::compute_hash(&envelope);
     if computed != stored {
         problems.push(format!(
             "the event's content hashes to {computed}, not to its hash {stored:?}: it was changed"

@@ -79,8 +79,21 @@ pub async fn seal_now(
     db: &mut tokio_postgres::Client,
     key: &SealKey,
 ) -> Result<Option<u64>, TreeError> {
-    let mut keeper = Keeper::load(log, db, key.public()).await?;
-    seal_with(log, db, key, &mut keeper).await
+    // A sealer running elsewhere grows the same tree and appends seals too: whoever loses
+    // a race loads the tree again and retries.
+    let mut attempt = 0;
+    loop {
+        let mut keeper = Keeper::load(log, db, key.public()).await?;
+        match seal_with(log, db, key, &mut keeper).await {
+            Err(TreeError::Moved | TreeError::Log(LogError::VersionConflict { .. }))
+                if attempt < 20 =>
+            {
+                attempt += 1;
+                tokio::time::sleep(Duration::from_millis(50 * attempt)).await;
+            }
+            other => return other,
+        }
+    }
 }
 
 async fn seal_with(
