@@ -2,7 +2,7 @@
 //! a raw ordered read of the same log, its storage per event, and inclusion and
 //! consistency proof latency over HTTP with 1 000 000 events in the log (200 000 with
 //! `--quick`), beside one tile read straight from Postgres and the HTTP floor
-//! (`GET /health/live`), same client, same run.
+//! (`GET /health/live`), same client, same run; and the whole log verified over HTTP.
 
 use std::time::{Duration, Instant};
 
@@ -147,6 +147,43 @@ pub async fn bench(args: &Args, report: &mut Report) -> Result<()> {
         "the hashes alone: 32 bytes/event".into(),
         "—",
         format!("{:.2}× the hashes", per_event / 32.0),
+    );
+
+    // The whole log verified over HTTP, as an auditor would: the answer streams (NDJSON
+    // progress, then the report), free of the request time limit.
+    let started = Instant::now();
+    let body = chronicle
+        .http
+        .get(format!("{}/v1/audit/verify", chronicle.base))
+        .bearer_auth(&chronicle.token)
+        .header("Accept", "application/x-ndjson")
+        .timeout(Duration::from_secs(3600))
+        .send()
+        .await?
+        .error_for_status()?
+        .text()
+        .await?;
+    let took = started.elapsed().as_secs_f64();
+    let last: serde_json::Value =
+        serde_json::from_str(body.lines().last().context("an empty verify answer")?)?;
+    anyhow::ensure!(
+        last["report"]["ok"] == true && last["report"]["checked"] == end,
+        "verify over HTTP: {last}"
+    );
+    let progress = body.lines().filter(|l| l.contains("\"progress\"")).count();
+    let raw = verify::raw_read(&log, end).await?;
+    report.row(
+        &format!("audit: GET /v1/audit/verify over {end} events, streamed as NDJSON"),
+        format!(
+            "{} events/s ({took:.1} s, {progress} progress lines, then the report)",
+            num(end as f64 / took, 0)
+        ),
+        format!(
+            "ordered consumer read of the same log: {} msgs/s",
+            num(raw, 0)
+        ),
+        "completes",
+        crate::http::met(true, &format!("{:.2}× raw", end as f64 / took / raw)),
     );
 
     // Checkpoints: one at the end, then twenty more 97 events apart.
