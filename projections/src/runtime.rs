@@ -22,6 +22,7 @@ use tokio::sync::watch;
 use tokio_postgres::types::ToSql;
 use tokio_postgres::{Client, NoTls, Statement};
 
+use crate::feed::SharedFeed;
 use crate::models::{Projection, Stmt};
 
 /// How often an idle active worker checks that it should still run.
@@ -72,6 +73,16 @@ pub async fn run(
     log: Arc<dyn EventLog>,
     cfg: RunnerConfig,
     projection: Arc<dyn Projection>,
+    shutdown: watch::Receiver<bool>,
+) {
+    run_on(SharedFeed::new(log), cfg, projection, shutdown).await
+}
+
+/// [`run`], reading the log through `feed` (shared with the process's other projections).
+pub async fn run_on(
+    feed: SharedFeed,
+    cfg: RunnerConfig,
+    projection: Arc<dyn Projection>,
     mut shutdown: watch::Receiver<bool>,
 ) {
     let name = projection.name();
@@ -87,7 +98,7 @@ pub async fn run(
             }
         };
         backoff = Duration::from_millis(200);
-        match active(&log, &cfg, &*projection, &client, &mut shutdown).await {
+        match active(&feed, &cfg, &*projection, &client, &mut shutdown).await {
             Ok(()) => return,
             Err(e) => {
                 tracing::warn!(projection = name, error = %e, "projector interrupted; resuming");
@@ -123,7 +134,7 @@ async fn sleep_or_shutdown(d: Duration, shutdown: &mut watch::Receiver<bool>) {
 /// Waits to hold the projection's lock on `client`, then applies the log until shutdown
 /// (`Ok`) or a failure that needs a new connection or a new feed (`Err`).
 async fn active(
-    log: &Arc<dyn EventLog>,
+    feed: &SharedFeed,
     cfg: &RunnerConfig,
     projection: &dyn Projection,
     client: &Client,
@@ -179,8 +190,8 @@ async fn active(
     }
     let mut statements: HashMap<&'static str, Statement> = HashMap::new();
     {
-        let feed = log
-            .follow(checkpoint + 1, &[])
+        let feed = feed
+            .follow(checkpoint + 1)
             .await
             .map_err(|e| e.to_string())?;
         // Read and decode the next events on another task while this one writes a batch.
@@ -470,9 +481,11 @@ pub async fn run_all(
     projections: Vec<Arc<dyn Projection>>,
     shutdown: watch::Receiver<bool>,
 ) {
+    // One reader of the log for all of them.
+    let feed = SharedFeed::new(log);
     let tasks: Vec<_> = projections
         .into_iter()
-        .map(|p| tokio::spawn(run(log.clone(), cfg.clone(), p, shutdown.clone())))
+        .map(|p| tokio::spawn(run_on(feed.clone(), cfg.clone(), p, shutdown.clone())))
         .collect();
     for t in tasks {
         let _ = t.await;
