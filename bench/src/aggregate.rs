@@ -162,19 +162,32 @@ pub async fn bench(args: &Args, report: &mut Report) -> Result<()> {
         );
         let log = Arc::new(JetStreamLog::connect(&args.nats_url, fresh_config()).await?);
         in_process_ingest(log.clone(), 500).await?;
-        let mut rates = Vec::new();
+        let (sample, _) = log.read_raw_batch(1, &log.subject_filter(None), 1).await?;
+        let payload = sample.first().context("the log is empty")?.payload.clone();
+        let js = log.jetstream().clone();
+        let (mut rates, mut raw) = (Vec::new(), Vec::new());
         for round in 0..args.repeat {
-            let r = in_process_ingest(log.clone(), n).await?;
-            println!("round {round}: {r:.0} commands/s");
-            rates.push(r);
+            let c = in_process_ingest(log.clone(), n).await?;
+            let raw_cfg = fresh_config();
+            js.create_stream(raw_cfg.stream_config()).await?;
+            let r = crate::raw_publishes(&js, &raw_cfg.subject_prefix, payload.clone(), n).await?;
+            js.delete_stream(&raw_cfg.stream_name).await.ok();
+            println!(
+                "round {round}: {c:.0} commands/s, raw publish {r:.0} msgs/s, ratio {:.2}",
+                c / r
+            );
+            rates.push(c);
+            raw.push(r);
         }
+        let ratio = Spread::of(rates.iter().zip(&raw).map(|(c, r)| c / r).collect());
         report.row(
             &format!("ingest without HTTP: {n} job submissions, CommandHandler in-process, {IN_FLIGHT} in flight"),
             Spread::of(rates).show(0, "commands/s"),
-            "(raw publish: see ingest)".into(),
-            "—",
-            "the command path's own cost".into(),
+            format!("publish with ack of the same bytes, {IN_FLIGHT} in flight: {}", Spread::of(raw).show(0, "msgs/s")),
+            "ratio ≥ 0.75",
+            crate::http::met(ratio.median >= 0.75, &format!("{:.2}", ratio.median)),
         );
+        report.ratio("command_vs_raw_publish", ratio);
         log.jetstream()
             .delete_stream(&log.config().stream_name)
             .await

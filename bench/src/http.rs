@@ -96,12 +96,28 @@ async fn run(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<()> {
     let mut raw = Vec::new();
     let mut p50 = Vec::new();
     let mut p99 = Vec::new();
+    // nats-server's CPU per accepted command (until the read models have it too: the
+    // deliveries to the projector are part of a command's cost) and per raw publish.
+    let nats = crate::procs::nats_pid(&args.nats_url);
+    let ticks = || nats.and_then(crate::procs::cpu_ticks);
+    let mut nats_ratio = Vec::new();
     for round in 0..args.repeat {
+        let before = ticks();
         let (c, latencies) = ingest(ch, n).await?;
+        ch.wait_for_read_models(log.last_position().await?).await?;
+        let command_ticks = ticks().zip(before).map(|(a, b)| a - b);
         let raw_cfg = fresh_config();
         js.create_stream(raw_cfg.stream_config()).await?;
+        let before = ticks();
         let r = raw_publishes(&js, &raw_cfg.subject_prefix, payload.clone(), n).await?;
+        let publish_ticks = ticks().zip(before).map(|(a, b)| a - b);
         js.delete_stream(&raw_cfg.stream_name).await.ok();
+        if let (Some(c), Some(p)) = (command_ticks, publish_ticks) {
+            println!(
+                "round {round}: nats-server CPU {c} ticks for {n} commands, {p} for {n} raw publishes"
+            );
+            nats_ratio.push(c as f64 / p.max(1) as f64);
+        }
         println!(
             "round {round}: chronicle {c:.0} commands/s (p50 {:.2} ms, p99 {:.2} ms), raw publish {r:.0} msgs/s, ratio {:.2}",
             percentile_ms(&latencies, 0.5),
@@ -113,6 +129,7 @@ async fn run(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<()> {
         p50.push(percentile_ms(&latencies, 0.5));
         p99.push(percentile_ms(&latencies, 0.99));
     }
+    let chronicle_rates = chronicle.clone();
     let ratio = Spread::of(chronicle.iter().zip(&raw).map(|(c, r)| c / r).collect());
     report.row(
         &format!("ingest: {n} HTTP commands, {IN_FLIGHT} clients, distinct aggregates"),
@@ -130,6 +147,30 @@ async fn run(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<()> {
         met(ratio.median >= 0.6, &format!("{:.2}", ratio.median)),
     );
     report.ratio("ingest_vs_raw_publish", ratio);
+    let of_floor = Spread::of(chronicle_rates.iter().map(|c| c / floor).collect());
+    report.row(
+        &format!("ingest over HTTP ÷ the HTTP floor, {IN_FLIGHT} clients"),
+        format!("{:.2}", of_floor.median),
+        format!("GET /health/live {} answers/s", num(floor, 0)),
+        "ratio ≥ 0.5",
+        met(of_floor.median >= 0.5, &format!("{:.2}", of_floor.median)),
+    );
+    report.ratio("ingest_vs_http_floor", of_floor);
+    if nats_ratio.is_empty() {
+        report.note(
+            "nats-server's CPU was not measured (no local nats-server on NATS_URL's port)".into(),
+        );
+    } else {
+        let cpu = Spread::of(nats_ratio);
+        report.row(
+            "nats-server CPU per accepted HTTP command (until projected) ÷ per raw publish",
+            format!("{:.2}×", cpu.median),
+            "/proc/<nats-server>/stat around each run".into(),
+            "≤ 2",
+            met(cpu.median <= 2.0, &format!("{:.2}", cpu.median)),
+        );
+        report.ratio("nats_cpu_per_command_vs_publish", cpu);
+    }
 
     // The projector ran beside the ingest: how far behind was it when the last command
     // was answered?

@@ -511,6 +511,10 @@ pub async fn bench(
             "≥ 3× its commands/s",
             met(ratio.median >= 3.0, &format!("{:.2}× in-process", ratio.median)),
         );
+        if tasks == 16 {
+            report.ratio("ingest_vs_cqrs_es_16", ratio);
+            report.ratio("http_vs_cqrs_es_16", ratio_http);
+        }
         peer.pool.close().await;
     }
     report.ratio("ingest_vs_cqrs_es", Spread::of(ratio_at_64));

@@ -248,3 +248,35 @@ impl Chronicle {
         }
     }
 }
+
+/// The nats-server serving `nats_url` on this machine: the process named `nats-server`
+/// whose command line names the URL's port (`None` for a remote or clustered server).
+pub fn nats_pid(nats_url: &str) -> Option<u32> {
+    let port = nats_url.rsplit(':').next()?.trim_end_matches('/');
+    for entry in std::fs::read_dir("/proc").ok()?.flatten() {
+        let Ok(pid) = entry.file_name().to_string_lossy().parse::<u32>() else {
+            continue;
+        };
+        let comm = std::fs::read_to_string(format!("/proc/{pid}/comm")).unwrap_or_default();
+        if comm.trim() != "nats-server" {
+            continue;
+        }
+        let cmdline = std::fs::read(format!("/proc/{pid}/cmdline")).unwrap_or_default();
+        if cmdline
+            .split(|b| *b == 0)
+            .any(|arg| arg == port.as_bytes() || arg.ends_with(format!(":{port}").as_bytes()))
+        {
+            return Some(pid);
+        }
+    }
+    None
+}
+
+/// CPU time (user + system) process `pid` has used so far, in clock ticks.
+pub fn cpu_ticks(pid: u32) -> Option<u64> {
+    let stat = std::fs::read_to_string(format!("/proc/{pid}/stat")).ok()?;
+    // The command name is in parentheses and may hold spaces: fields follow the last ')'.
+    let fields: Vec<&str> = stat.rsplit_once(')')?.1.split_whitespace().collect();
+    // utime and stime are fields 14 and 15 of the whole line, 12 and 13 after the name.
+    Some(fields.get(11)?.parse::<u64>().ok()? + fields.get(12)?.parse::<u64>().ok()?)
+}

@@ -12,7 +12,8 @@
 //! the seam: it joins the ring *before* it reads on its own, the shared reader announces a
 //! position only after handing that event to the ring, and whatever the ring gives at or
 //! below the position already taken is dropped. A projection that falls more than the
-//! ring's capacity behind is told (`Lagged`) and reads on its own again from where it is.
+//! ring's capacity behind (the ring dropped an event it had not read) reads on its own
+//! again from where it is.
 
 use std::sync::Arc;
 use std::sync::atomic::{AtomicU64, AtomicUsize, Ordering};
@@ -41,6 +42,8 @@ struct Inner {
     reader: Mutex<Option<tokio::task::JoinHandle<()>>>,
     /// Followers reading on their own right now.
     own_readers: Arc<AtomicUsize>,
+    /// Own readers started so far.
+    own_reads: AtomicU64,
 }
 
 /// A follower's own reader, counted while it lives.
@@ -77,6 +80,7 @@ impl SharedFeed {
                 read_to: Arc::new(AtomicU64::new(0)),
                 reader: Mutex::new(None),
                 own_readers: Arc::new(AtomicUsize::new(0)),
+                own_reads: AtomicU64::new(0),
             }),
         }
     }
@@ -128,15 +132,25 @@ impl SharedFeed {
         self.inner.own_readers.load(Ordering::Relaxed)
     }
 
+    /// How many times a follower has had to read on its own (it started or fell behind
+    /// the shared reader).
+    pub fn own_reads(&self) -> u64 {
+        self.inner.own_reads.load(Ordering::Relaxed)
+    }
+
     /// The log from `from_position` on, live — what `EventLog::follow(from, &[])` gives —
     /// through the shared reader once caught up.
     pub async fn follow(&self, from_position: u64) -> Result<LogStream, LogError> {
         self.start().await?;
+        let next = from_position.max(1);
         let state = Follower {
             inner: self.inner.clone(),
+            // Joined before anything is read on its own (see the module).
             ring: self.inner.ring.subscribe(),
-            next: from_position.max(1),
+            next,
             own: None,
+            behind: next <= self.inner.read_to.load(Ordering::Acquire),
+            lagged: false,
         };
         Ok(futures::stream::unfold(state, |mut f| async move {
             let item = f.next().await;
@@ -154,14 +168,21 @@ struct Follower {
     next: u64,
     /// Its own reader while it is behind the shared one.
     own: Option<OwnReader>,
+    /// Whether it must read on its own: it started behind what the shared reader had
+    /// passed, or fell more than the ring behind. (Being a few events behind in the ring
+    /// is normal and is not this.)
+    behind: bool,
+    /// The ring said events were dropped before this follower read them: the next one it
+    /// gives shows whether any it needs were among them.
+    lagged: bool,
 }
 
 impl Follower {
     async fn next(&mut self) -> Result<Stored, LogError> {
         loop {
-            if self.own.is_none() && self.next <= self.inner.read_to.load(Ordering::Acquire) {
-                // Behind what the shared reader has passed: read on its own.
+            if self.behind && self.own.is_none() {
                 metrics::counter!("chronicle_projection_private_reads_total").increment(1);
+                self.inner.own_reads.fetch_add(1, Ordering::Relaxed);
                 let stream = self.inner.log.follow(self.next, &[]).await?;
                 self.inner.own_readers.fetch_add(1, Ordering::Relaxed);
                 self.own = Some(OwnReader {
@@ -182,18 +203,27 @@ impl Follower {
                 if item.position() >= self.inner.read_to.load(Ordering::Acquire) {
                     // Caught up with the shared reader: the ring has everything after.
                     self.own = None;
+                    self.behind = false;
                 }
                 return Ok(item);
             }
             match self.ring.recv().await {
                 Ok(item) if item.position() < self.next => continue,
+                Ok(item) if self.lagged && item.position() > self.next => {
+                    // Dropped events it needed: more than the ring behind. On its own
+                    // again from `next` (this one is read again there).
+                    self.lagged = false;
+                    self.behind = true;
+                }
                 Ok(item) => {
+                    self.lagged = false;
                     self.next = item.position() + 1;
                     return Ok(item);
                 }
                 Err(broadcast::error::RecvError::Lagged(_)) => {
-                    // Fell more than the ring behind: on its own again from `next` (the
-                    // check at the top sees `next` at or below what was read).
+                    // Events were dropped from its ring: perhaps only ones it already
+                    // read on its own before it joined.
+                    self.lagged = true;
                     continue;
                 }
                 Err(broadcast::error::RecvError::Closed) => {

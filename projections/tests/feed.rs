@@ -75,13 +75,24 @@ async fn followers_from_anywhere_get_every_position_once_and_share_one_reader_on
     for (_, f) in followers.iter_mut() {
         take_to(f, 36, end).await;
     }
-    // Caught up: nobody reads on their own; more events come through the one reader.
+    // Caught up: nobody reads on their own; more events, written while they read, come
+    // through the one reader, however far into the ring each follower is.
     assert_eq!(feed.own_readers(), 0);
-    append(&log, 5).await;
+    let started = feed.own_reads();
+    let writer = {
+        let log = log.clone();
+        tokio::spawn(async move { append(&log, 5).await })
+    };
     for (_, f) in followers.iter_mut() {
         take_to(f, end + 1, end + 5).await;
     }
+    writer.await.unwrap();
     assert_eq!(feed.own_readers(), 0);
+    assert_eq!(
+        feed.own_reads(),
+        started,
+        "no follower read on its own once caught up"
+    );
 
     // A follower that stops reading while 50 events pass (more than the ring holds) is
     // told it lagged, reads on its own from where it was, and misses nothing.
@@ -94,4 +105,8 @@ async fn followers_from_anywhere_get_every_position_once_and_share_one_reader_on
     take_to(&mut slow, end + 56, end + 58).await;
     take_to(&mut fast, end + 56, end + 58).await;
     assert_eq!(feed.own_readers(), 0);
+    // The slow one (and the other, read only after the 50 were written) lagged past the
+    // ring of 8 and read on their own, then came back to the one reader.
+    assert!(feed.own_reads() > started);
+    assert!(feed.own_reads() <= started + 2);
 }
