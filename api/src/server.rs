@@ -133,6 +133,7 @@ pub async fn connect(settings: &Settings) -> Result<AppState> {
     Ok(AppState {
         handler: Arc::new(handler),
         live,
+        batch_router: Default::default(),
         log,
         db,
         signer: Arc::new(TokenSigner::new(

@@ -72,7 +72,11 @@ impl Limiter {
 /// Counts the request against its token when it carries one this deployment signed (by
 /// the token's id, as verified by `auth::authenticate`), and against the client's address
 /// otherwise: a caller cannot escape the limit by sending a new junk bearer each time.
-pub async fn rate_limit(State(limiter): State<Arc<Limiter>>, req: Request, next: Next) -> Response {
+pub async fn rate_limit(
+    State(limiter): State<Arc<Limiter>>,
+    mut req: Request,
+    next: Next,
+) -> Response {
     let key = match req.extensions().get::<crate::auth::Bearer>() {
         Some(crate::auth::Bearer::Verified(claims)) => Some(Caller::Token(claims.jti)),
         _ => req
@@ -80,19 +84,55 @@ pub async fn rate_limit(State(limiter): State<Arc<Limiter>>, req: Request, next:
             .get::<ConnectInfo<SocketAddr>>()
             .map(|c| Caller::Address(c.0.ip())),
     };
-    if let Some(key) = key
-        && let Err(not_until) = limiter.limiter.check_key(&key)
-    {
-        let wait = not_until.wait_time_from(DefaultClock::default().now());
-        let mut response =
-            ApiError::new(Code::RateLimited, "too many requests; slow down").into_response();
-        let secs = wait.as_secs().max(1).to_string();
-        if let Ok(v) = HeaderValue::from_str(&secs) {
-            response.headers_mut().insert(header::RETRY_AFTER, v);
+    if let Some(key) = key {
+        if let Err(not_until) = limiter.limiter.check_key(&key) {
+            return limited(not_until.wait_time_from(DefaultClock::default().now()));
         }
-        return response;
+        // A request that carries several commands (`POST /v1/commands/batch`) counts the
+        // rest of them against the same budget.
+        req.extensions_mut().insert(RateCharge {
+            limiter: limiter.clone(),
+            key,
+        });
     }
     next.run(req).await
+}
+
+fn limited(wait: std::time::Duration) -> Response {
+    let mut response =
+        ApiError::new(Code::RateLimited, "too many requests; slow down").into_response();
+    let secs = wait.as_secs().max(1).to_string();
+    if let Ok(v) = HeaderValue::from_str(&secs) {
+        response.headers_mut().insert(header::RETRY_AFTER, v);
+    }
+    response
+}
+
+/// What a request that passed the rate limit counted against, to count more.
+#[derive(Clone)]
+pub struct RateCharge {
+    limiter: Arc<Limiter>,
+    key: Caller,
+}
+
+impl RateCharge {
+    /// Counts `n` more requests now, all or none: `Err` is the `429` to answer.
+    pub fn more(&self, n: u32) -> Result<(), Box<Response>> {
+        let Some(n) = NonZeroU32::new(n) else {
+            return Ok(());
+        };
+        match self.limiter.limiter.check_key_n(&self.key, n) {
+            Ok(Ok(())) => Ok(()),
+            Ok(Err(not_until)) => Err(Box::new(limited(
+                not_until.wait_time_from(DefaultClock::default().now()),
+            ))),
+            Err(_) => Err(Box::new(ApiError::new(
+                Code::RateLimited,
+                "this batch holds more commands than the rate limit allows at once (twice CHRONICLE_RATE_LIMIT); send smaller batches",
+            )
+            .into_response())),
+        }
+    }
 }
 
 /// Security headers on every answer.

@@ -97,6 +97,12 @@ string_value!(
 );
 
 string_value!(
+    /// The path of a single-command route, e.g. `/v1/commands/jobs` (a batch's command).
+    CommandPath,
+    string("^/v1/commands/[!-~]{1,500}$", Some(513), "the path of a command route")
+);
+
+string_value!(
     /// `If-Match`: the aggregate's expected version, in quotes.
     VersionTag,
     ObjectBuilder::new()

@@ -13,6 +13,7 @@ use crate::state::AppState;
 
 mod agents;
 mod approvals;
+pub(crate) mod batch;
 mod invoices;
 mod jobs;
 mod ledger;
@@ -20,6 +21,11 @@ mod tokens;
 
 /// Every command route.
 pub fn routes() -> OpenApiRouter<AppState> {
+    single_routes().merge(batch::routes())
+}
+
+/// The routes of one command each (what a batch's commands name).
+pub fn single_routes() -> OpenApiRouter<AppState> {
     OpenApiRouter::new()
         .merge(tokens::routes())
         .merge(jobs::routes())
