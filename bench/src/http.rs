@@ -42,6 +42,40 @@ async fn ingest(ch: &Chronicle, n: usize) -> Result<(f64, Vec<Duration>)> {
     Ok((n as f64 / elapsed.as_secs_f64(), latencies))
 }
 
+/// Commands per batch, and batches in flight, for the batch ingest.
+const PER_BATCH: usize = 100;
+const BATCHES_IN_FLIGHT: usize = 4;
+
+/// The same `n` job submissions as [`ingest`], as `POST /v1/commands/batch` of
+/// `PER_BATCH` each, `BATCHES_IN_FLIGHT` at a time; commands/s.
+async fn ingest_batched(ch: &Chronicle, n: usize) -> Result<f64> {
+    let started = Instant::now();
+    let results: Vec<Result<()>> = futures::stream::iter((0..n).step_by(PER_BATCH))
+        .map(|first| async move {
+            let commands: Vec<_> = (first..(first + PER_BATCH).min(n))
+                .map(|i| json!({"path": "/v1/commands/jobs", "body": job_body(i)}))
+                .collect();
+            let r = ch
+                .post("/v1/commands/batch", &json!({ "commands": commands }))
+                .send()
+                .await?;
+            anyhow::ensure!(r.status() == 200, "batch answered {}", r.status());
+            let body: serde_json::Value = r.json().await?;
+            let results = body["results"].as_array().context("results")?;
+            anyhow::ensure!(
+                results.iter().all(|r| r["status"] == 201),
+                "a command of the batch was refused"
+            );
+            Ok(())
+        })
+        .buffer_unordered(BATCHES_IN_FLIGHT)
+        .collect()
+        .await;
+    let elapsed = started.elapsed();
+    results.into_iter().collect::<Result<Vec<()>>>()?;
+    Ok(n as f64 / elapsed.as_secs_f64())
+}
+
 pub async fn bench(args: &Args, report: &mut Report) -> Result<()> {
     let ch = Chronicle::start(args).await?;
     let result = run(args, &ch, report).await;
@@ -171,6 +205,34 @@ async fn run(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<()> {
         );
         report.ratio("nats_cpu_per_command_vs_publish", cpu);
     }
+
+    // The same commands in batches, against single requests, same rounds.
+    println!(
+        "== batch: {n} job submissions as batches of {PER_BATCH}, {BATCHES_IN_FLIGHT} in flight, against single requests"
+    );
+    let (mut batched, mut single) = (Vec::new(), Vec::new());
+    for round in 0..args.repeat {
+        let b = ingest_batched(ch, n).await?;
+        let (s, _) = ingest(ch, n).await?;
+        println!(
+            "round {round}: batches {b:.0} commands/s, single requests {s:.0} commands/s, ratio {:.2}",
+            b / s
+        );
+        batched.push(b);
+        single.push(s);
+    }
+    let batch_ratio = Spread::of(batched.iter().zip(&single).map(|(b, s)| b / s).collect());
+    report.row(
+        &format!("ingest as POST /v1/commands/batch of {PER_BATCH}, {BATCHES_IN_FLIGHT} in flight"),
+        Spread::of(batched).show(0, "commands/s"),
+        format!(
+            "the same as single requests, {IN_FLIGHT} clients: {}",
+            Spread::of(single).show(0, "commands/s")
+        ),
+        "—",
+        format!("{:.2}× single requests", batch_ratio.median),
+    );
+    report.ratio("batch_vs_single_requests", batch_ratio);
 
     // The projector ran beside the ingest: how far behind was it when the last command
     // was answered?
