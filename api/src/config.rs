@@ -392,6 +392,16 @@ pub struct Settings {
     /// copied per subscriber).
     #[arg(long, env = "CHRONICLE_SUBSCRIBER_LAG", default_value_t = 4096, value_parser = clap::value_parser!(u32).range(16..=1_000_000), global = true)]
     pub subscriber_lag: u32,
+    /// Snapshot an aggregate's state every this many events (in the `<stream>_SNAPSHOTS`
+    /// key-value bucket), so that a command on a long stream a process has not cached
+    /// reads only what follows; 0 turns snapshots off.
+    #[arg(
+        long,
+        env = "CHRONICLE_SNAPSHOT_EVERY",
+        default_value_t = 100,
+        global = true
+    )]
+    pub snapshot_every: u64,
     /// Origins allowed to call the API from a browser (comma-separated); none by default.
     #[arg(
         long,

@@ -16,5 +16,6 @@ pub mod metrics;
 pub mod positions;
 pub mod replay_cli;
 pub mod server;
+pub mod snapshots;
 pub mod state;
 pub mod telemetry;

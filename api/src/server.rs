@@ -117,14 +117,27 @@ pub async fn connect(settings: &Settings) -> Result<AppState> {
     // Whatever this process appends takes effect here at once: a revocation, whether a
     // command revoked directly or an approval ran an escalated one.
     let local = revocations.clone();
-    let handler = CommandHandler::new(Arc::new(log.clone())).observe(Arc::new(
-        move |events: &[chronicle_events::PendingEvent]| {
-            let now = chrono::Utc::now();
-            for e in events {
-                local.apply_event(&e.event, now);
-            }
-        },
-    ));
+    let snapshots = crate::snapshots::KvSnapshots::open(
+        log.jetstream(),
+        &settings.stream,
+        settings.replicas as usize,
+        log.config().keyring.clone(),
+    )
+    .await
+    .map_err(anyhow::Error::msg)?;
+    let handler = CommandHandler::new(Arc::new(log.clone()))
+        .with_snapshots(chronicle_commands::handler::snapshot::Snapshots {
+            store: Arc::new(snapshots),
+            every: settings.snapshot_every,
+        })
+        .observe(Arc::new(
+            move |events: &[chronicle_events::PendingEvent]| {
+                let now = chrono::Utc::now();
+                for e in events {
+                    local.apply_event(&e.event, now);
+                }
+            },
+        ));
     let live = crate::live::Hub::new(
         log.clone(),
         settings.subscriber_lag as usize,

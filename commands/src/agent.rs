@@ -19,7 +19,7 @@ pub enum AgentCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Agent {
     pub agent_id: String,
     pub name: String,

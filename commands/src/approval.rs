@@ -26,7 +26,7 @@ pub enum ApprovalCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, serde::Serialize, serde::Deserialize)]
 pub struct Approval {
     pub approval_id: String,
     pub action: String,

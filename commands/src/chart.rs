@@ -17,7 +17,7 @@ pub enum ChartCommand {
     Close,
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Account {
     pub code: String,
     pub name: String,

@@ -50,7 +50,7 @@ pub enum EntryCommand {
 /// The accounts a decision consults, by code.
 pub type Chart = HashMap<String, Account>;
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Entry {
     pub posted: JournalEntryPosted,
     pub reversed_by: Option<String>,

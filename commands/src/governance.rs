@@ -163,7 +163,7 @@ pub struct SetBypass {
 }
 
 /// The bypass switch.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct Bypass {
     pub enabled: bool,
     pub until: Option<DateTime<Utc>>,

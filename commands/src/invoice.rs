@@ -129,7 +129,7 @@ pub enum InvoiceCommand {
 
 /// An invoice as its events leave it. Amounts are kept exact: `recognized + deferred =
 /// total` and `paid + outstanding = total` (both zero once void).
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Invoice {
     pub issued: InvoiceIssued,
     pub status: InvoiceStatus,

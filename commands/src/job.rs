@@ -45,7 +45,7 @@ impl JobCommand {
 }
 
 /// A job as far as deciding goes.
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Job {
     pub job_id: String,
     pub agent_id: String,
@@ -352,6 +352,23 @@ mod tests {
     }
 
     proptest! {
+        /// A snapshot never changes an answer: at every point of any history, the state
+        /// read back from a snapshot equals the replayed one and decides the next command
+        /// (accepted or refused, and with which events) exactly as it does.
+        #[test]
+        fn a_snapshot_decides_as_the_replayed_state(commands in proptest::collection::vec(any_command(), 0..40)) {
+            let mut state = JobDecider::initial_state();
+            for c in &commands {
+                let snapshot = crate::spec::through_snapshot::<JobDecider>(&state);
+                prop_assert_eq!(&snapshot, &state);
+                let decided = JobDecider::decide(c, &state, &());
+                prop_assert_eq!(JobDecider::decide(c, &snapshot, &()), decided.clone());
+                for e in decided.iter().flatten() {
+                    state = JobDecider::evolve(state, e);
+                }
+            }
+        }
+
         /// Whatever commands arrive, in whatever order, the accepted ones walk a legal path.
         #[test]
         fn any_accepted_sequence_is_a_legal_path(commands in proptest::collection::vec(any_command(), 0..40)) {

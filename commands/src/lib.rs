@@ -92,7 +92,12 @@ pub fn require_id(field: &'static str, id: &str) -> Result<(), Rejection> {
 pub trait Decider {
     type Command;
     type Event: DomainEvent;
-    type State: Clone;
+    /// Serializable, for snapshots: a state read back must equal the one written.
+    type State: Clone + serde::Serialize + serde::de::DeserializeOwned;
+    /// The version of `State`'s shape and of `evolve`'s rules, as snapshots record it: a
+    /// snapshot of another version is ignored (and the stream read whole). Bump it when
+    /// either changes in a way that gives another state for the same events.
+    const SNAPSHOT_SCHEMA: u32 = 1;
     /// What a decision consults beyond its own aggregate — other aggregates' states, as the
     /// handler loads them for the command (`()` for most). A decision never changes them.
     type Context;

@@ -91,3 +91,9 @@ where
         assert_eq!(r.field, Some(field), "{r:?}");
     }
 }
+
+/// The state a snapshot of `state` reads back as (through JSON, as snapshots are stored).
+pub fn through_snapshot<D: crate::Decider>(state: &D::State) -> D::State {
+    let json = serde_json::to_vec(state).expect("a state serializes");
+    serde_json::from_slice(&json).expect("a snapshot reads back")
+}

@@ -42,7 +42,7 @@ pub enum UserCommand {
     },
 }
 
-#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, serde::Serialize, serde::Deserialize)]
 pub struct Token {
     pub role: Role,
     pub scopes: Vec<String>,
@@ -58,7 +58,7 @@ impl Token {
 }
 
 /// A user's tokens by id.
-#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize)]
+#[derive(Debug, Clone, PartialEq, Eq, Default, serde::Serialize, serde::Deserialize)]
 pub struct UserTokens {
     pub tokens: BTreeMap<Uuid, Token>,
 }

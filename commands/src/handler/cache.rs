@@ -10,6 +10,7 @@ use std::sync::Mutex;
 use chronicle_events::domain::{DomainEvent, Event};
 use chronicle_events::{AppendOutcome, AppendRequest, Expected, StreamHead, StreamId};
 
+use super::snapshot::{Pending, Snapshots};
 use crate::Decider;
 
 /// How many aggregate states are kept in memory.
@@ -26,6 +27,9 @@ pub struct Loaded<S> {
 trait CachedState: Send + Sync {
     fn apply(&mut self, event: &Event);
     fn as_any(&self) -> &dyn Any;
+    /// What a snapshot of it records: its decider, the decider's snapshot schema, and the
+    /// state as JSON.
+    fn snapshot(&self) -> (&'static str, u32, serde_json::Value);
 }
 
 struct Cached<D: Decider>(D::State);
@@ -41,6 +45,13 @@ where
     }
     fn as_any(&self) -> &dyn Any {
         self
+    }
+    fn snapshot(&self) -> (&'static str, u32, serde_json::Value) {
+        (
+            std::any::type_name::<D>(),
+            D::SNAPSHOT_SCHEMA,
+            serde_json::to_value(&self.0).unwrap_or_default(),
+        )
     }
 }
 
@@ -105,7 +116,15 @@ impl StateCache {
     /// After an append: the cached states of the streams written move on with it. A state
     /// cached at another head than the append expected (or a duplicate append, whose events
     /// landed earlier) is dropped: it is read again when next needed.
-    pub fn advance(&self, request: &AppendRequest, outcome: &AppendOutcome) {
+    /// With `snapshots`, answers the snapshots due: the streams this append took past a
+    /// multiple of their interval.
+    pub fn advance(
+        &self,
+        request: &AppendRequest,
+        outcome: &AppendOutcome,
+        snapshots: Option<&Snapshots>,
+    ) -> Vec<Pending> {
+        let mut due = Vec::new();
         let mut cache = self.lock();
         for write in &request.writes {
             let Some(entry) = cache.get_mut(&write.stream) else {
@@ -124,8 +143,22 @@ impl StateCache {
                 entry.state.apply(&e.event);
             }
             if let Some(head) = outcome.head_of(&write.stream) {
+                let before = entry.head.version;
                 entry.head = head;
+                if let Some(s) = snapshots
+                    && s.due(before, entry.head.version)
+                {
+                    let (decider, schema, state) = entry.state.snapshot();
+                    due.push(Pending {
+                        stream: write.stream.clone(),
+                        decider,
+                        schema,
+                        head: entry.head.clone(),
+                        state,
+                    });
+                }
             }
         }
+        due
     }
 }

@@ -28,6 +28,7 @@ pub mod cache;
 mod governance;
 mod invoicing;
 mod plan;
+pub mod snapshot;
 
 pub use cache::Loaded;
 use cache::StateCache;
@@ -139,6 +140,7 @@ pub struct CommandHandler {
     log: Arc<dyn EventLog>,
     cache: StateCache,
     observers: Vec<AppendObserver>,
+    snapshots: Option<snapshot::Snapshots>,
 }
 
 impl CommandHandler {
@@ -147,7 +149,15 @@ impl CommandHandler {
             log,
             cache: StateCache::new(cache::CAPACITY),
             observers: Vec::new(),
+            snapshots: None,
         }
+    }
+
+    /// Takes a snapshot of a stream's state every `snapshots.every` events and starts
+    /// uncached loads from it (see [`snapshot`]).
+    pub fn with_snapshots(mut self, snapshots: snapshot::Snapshots) -> Self {
+        self.snapshots = (snapshots.every > 0).then_some(snapshots);
+        self
     }
 
     /// Calls `observer` with the events of every append this handler makes.
@@ -174,12 +184,21 @@ impl CommandHandler {
         if !latest && let Some(c) = cached {
             return Ok(c);
         }
-        let mut loaded = cached.unwrap_or(Loaded {
+        let was_cached = cached.is_some();
+        let from_snapshot = match (&cached, &self.snapshots) {
+            (None, Some(s)) => s.load::<D>(&*self.log, stream).await,
+            _ => None,
+        };
+        let mut loaded = cached.or(from_snapshot).unwrap_or(Loaded {
             head: StreamHead::EMPTY,
             state: D::initial_state(),
         });
         let read = self.log.read_stream_after(stream, &loaded.head).await?;
         if read.head == loaded.head && loaded.head != StreamHead::EMPTY {
+            if !was_cached {
+                // From a snapshot: kept, so the next command does not read it again.
+                self.cache.put::<D>(stream, &loaded);
+            }
             return Ok(loaded);
         }
         for recorded in &read.events {
@@ -282,7 +301,14 @@ impl CommandHandler {
         metrics::histogram!("chronicle_append_duration_seconds")
             .record(started.elapsed().as_secs_f64());
         let outcome = outcome?;
-        self.cache.advance(&request, &outcome);
+        for due in self
+            .cache
+            .advance(&request, &outcome, self.snapshots.as_ref())
+        {
+            if let Some(s) = &self.snapshots {
+                s.save(due);
+            }
+        }
         if !self.observers.is_empty() {
             let events: Vec<PendingEvent> = request
                 .writes
