@@ -16,6 +16,5 @@ pub mod metrics;
 pub mod positions;
 pub mod replay_cli;
 pub mod server;
-pub mod snapshots;
 pub mod state;
 pub mod telemetry;

@@ -117,7 +117,7 @@ pub async fn connect(settings: &Settings) -> Result<AppState> {
     // Whatever this process appends takes effect here at once: a revocation, whether a
     // command revoked directly or an approval ran an escalated one.
     let local = revocations.clone();
-    let snapshots = crate::snapshots::KvSnapshots::open(
+    let snapshots = chronicle_events::snapshots::KvSnapshots::open(
         log.jetstream(),
         &settings.stream,
         settings.replicas as usize,

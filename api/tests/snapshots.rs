@@ -71,7 +71,7 @@ async fn snapshot(app: &App, job: &str) -> Option<Value> {
 async fn put(app: &App, job: &str, record: &Value, key: &Keyring) {
     let k = chronicle_commands::handler::snapshot::key(&StreamId::new(Domain::Job, job).unwrap());
     let data = serde_json::to_vec(record).unwrap();
-    let tag = key.tag(&chronicle_api::snapshots::context(&k), &data);
+    let tag = key.tag(&chronicle_events::snapshots::context(&k), &data);
     let mut v = tag.into_bytes();
     v.push(b'\n');
     v.extend_from_slice(&data);

@@ -98,7 +98,7 @@ struct Cost {
 
 /// A handler snapshotting every 100 events in the log's bucket, as `chronicle serve` does.
 async fn handler(log: Arc<JetStreamLog>) -> Result<CommandHandler> {
-    let store = chronicle_api::snapshots::KvSnapshots::open(
+    let store = chronicle_events::snapshots::KvSnapshots::open(
         log.jetstream(),
         &log.config().stream_name,
         1,

@@ -76,6 +76,8 @@ const FOLLOW_EXPIRES: Duration = Duration::from_secs(2);
 const MAX_UNAVAILABLE_RETRIES: usize = 3;
 /// Messages per direct-get batch request.
 const READ_BATCH: usize = 512;
+/// At most this many events left to read after a head: read one direct get each.
+const SHORT_READ: u64 = 32;
 
 /// Where and how the log lives.
 #[derive(Debug, Clone)]
@@ -851,6 +853,52 @@ impl JetStreamLog {
         }
     }
 
+    /// The first stored message of `subject` at or after `seq`: a single direct get (no
+    /// pending count).
+    async fn next_raw(&self, seq: u64, subject: &str) -> Result<Option<RawEvent>, LogError> {
+        self.ensure_connected().await?;
+        let body = serde_json::json!({ "seq": seq.max(1), "next_by_subj": subject });
+        let msg = self
+            .client
+            .request(self.direct_get_subject(), Bytes::from(body.to_string()))
+            .await
+            .map_err(unavailable)?;
+        self.raw_from_message(msg)
+    }
+
+    /// Takes `raw` as the stream's next event if it is one: authenticated and following the
+    /// one before it (the next version, linked by its prev_hash). Anything else is stepped
+    /// over, so that nobody can change an aggregate's state by publishing (or
+    /// re-publishing) a message on its subject.
+    fn place(&self, raw: RawEvent, tip: &mut StreamHead, out: &mut Vec<RecordedEvent>) {
+        tip.position = raw.position;
+        let placed = self.classify(&raw).and_then(|e| {
+            if e.version != tip.version + 1 {
+                Err(format!(
+                    "version {} after version {}",
+                    e.version, tip.version
+                ))
+            } else if e.envelope.prev_hash != tip.hash {
+                Err("its prev_hash is not the previous event's hash".to_owned())
+            } else {
+                return Ok(e);
+            }
+            .map_err(|why| ForeignMessage {
+                position: raw.position,
+                subject: raw.subject.clone(),
+                reason: ForeignReason::OutOfPlace(why),
+            })
+        });
+        match placed {
+            Ok(e) => {
+                tip.version = e.version;
+                tip.hash = Some(e.envelope.hash.clone());
+                out.push(e);
+            }
+            Err(foreign) => foreign.record("stream"),
+        }
+    }
+
     /// The last stored message of one subject.
     async fn last_raw(&self, subject: &str) -> Result<Option<RawEvent>, LogError> {
         self.ensure_connected().await?;
@@ -1358,58 +1406,49 @@ impl EventLog for JetStreamLog {
         let subject = self.subject_of(stream);
         // Most reads after a known head find nothing new (an aggregate only consulted, a
         // cache checked after a lost race elsewhere): one direct get of the subject's last
-        // message says so. A batch read would have the server count the messages pending
-        // on the subject, which walks (and loads) the stream's blocks from `head` on.
-        if head.position > 0 {
-            match self.last_raw(&subject).await? {
-                Some(last) if last.position > head.position => {}
-                _ => {
-                    return Ok(StreamRead {
-                        events: Vec::new(),
-                        head: head.clone(),
-                    });
-                }
+        // message says so. For an unknown head it says whether the stream exists, and how
+        // long it is.
+        let last = self.last_raw(&subject).await?;
+        match &last {
+            Some(l) if l.position > head.position => {}
+            _ => {
+                return Ok(StreamRead {
+                    events: Vec::new(),
+                    head: head.clone(),
+                });
             }
         }
+        let last = last.expect("matched above");
         let mut out = Vec::new();
         let mut tip = head.clone();
         let mut seq = head.position + 1;
+        // A few events to read: one direct get each. A batch get would have the server
+        // count the subject's messages pending to the end of the log, which walks (and
+        // loads) every block after `seq`: ~25–50 ms for a 10-event stream among a million
+        // others, against ~0.2 ms a get. (The version header only chooses the way of
+        // reading; every message is checked as always.)
+        let remaining = last.version_header.map(|v| v.saturating_sub(head.version));
+        if remaining.is_some_and(|r| r <= SHORT_READ) {
+            while let Some(raw) = self.next_raw(seq, &subject).await? {
+                self.place(raw.clone(), &mut tip, &mut out);
+                if raw.position >= last.position {
+                    break;
+                }
+                seq = raw.position + 1;
+            }
+            return Ok(StreamRead {
+                events: out,
+                head: tip,
+            });
+        }
         loop {
             let (raws, more) = self.read_raw_batch(seq, &subject, READ_BATCH).await?;
-            for raw in &raws {
-                tip.position = raw.position;
-                // An event must be authenticated and follow the one before it: the next
-                // version, linked by its prev_hash. Anything else is stepped over, so that
-                // nobody can change an aggregate's state by publishing (or re-publishing)
-                // a message on its subject.
-                let placed = self.classify(raw).and_then(|e| {
-                    if e.version != tip.version + 1 {
-                        Err(format!(
-                            "version {} after version {}",
-                            e.version, tip.version
-                        ))
-                    } else if e.envelope.prev_hash != tip.hash {
-                        Err("its prev_hash is not the previous event's hash".to_owned())
-                    } else {
-                        return Ok(e);
-                    }
-                    .map_err(|why| ForeignMessage {
-                        position: raw.position,
-                        subject: raw.subject.clone(),
-                        reason: ForeignReason::OutOfPlace(why),
-                    })
-                });
-                match placed {
-                    Ok(e) => {
-                        tip.version = e.version;
-                        tip.hash = Some(e.envelope.hash.clone());
-                        out.push(e);
-                    }
-                    Err(foreign) => foreign.record("stream"),
-                }
+            let next = raws.last().map(|r| r.position + 1);
+            for raw in raws {
+                self.place(raw, &mut tip, &mut out);
             }
-            match raws.last() {
-                Some(last) if more => seq = last.position + 1,
+            match next {
+                Some(n) if more => seq = n,
                 _ => break,
             }
         }

@@ -15,6 +15,7 @@ pub mod envelope;
 pub mod jetstream;
 pub mod log;
 pub mod merkle;
+pub mod snapshots;
 pub mod stream_id;
 pub mod tlog;
 pub mod upcast;

@@ -2,7 +2,8 @@
 //! not cached reads only the events after the snapshot instead of the whole stream.
 //!
 //! A snapshot is derived data kept outside the log (a [`SnapshotStore`]: JetStream
-//! key-value in a server, authenticated there with the event key), written after the
+//! key-value in a server, `chronicle_events::snapshots::KvSnapshots`, authenticated there
+//! with the event key), written after the
 //! append that takes a stream's version to a multiple of `every`. It is used only if it is
 //! the same decider's at the same [`Decider::SNAPSHOT_SCHEMA`], and its head is still the
 //! log's: the event at its position is the stream's at that version with that hash. The
@@ -11,20 +12,13 @@
 
 use std::sync::Arc;
 
+pub use chronicle_events::snapshots::SnapshotStore;
 use chronicle_events::{EventLog, Stored, StreamHead, StreamId};
 use futures::StreamExt;
-use futures::future::BoxFuture;
 use serde::{Deserialize, Serialize};
 
 use super::cache::Loaded;
 use crate::Decider;
-
-/// Where snapshots are kept. `put` must not wait (a store writes in the background);
-/// `get` answers `None` for anything missing, unreadable or not its own.
-pub trait SnapshotStore: Send + Sync {
-    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<Vec<u8>>>;
-    fn put(&self, key: String, value: Vec<u8>);
-}
 
 /// The snapshots of a handler: a store, and every how many events of a stream one is taken.
 #[derive(Clone)]

@@ -1,11 +1,18 @@
 //! Aggregate snapshots in JetStream key-value (`<stream>_SNAPSHOTS`), for the command
-//! handler (`chronicle_commands::handler::snapshot`). Each value is tagged with the event
+//! handler (`chronicle_commands::handler::snapshot` decides when to take and use them). Each value is tagged with the event
 //! key over its key and bytes: anyone who can write to the bucket can delete a snapshot
 //! (the stream is then read whole), but not put one in that Chronicle would use.
 
-use chronicle_commands::handler::snapshot::SnapshotStore;
-use chronicle_events::Keyring;
 use futures::future::BoxFuture;
+
+use crate::Keyring;
+
+/// Where snapshots are kept. `put` must not wait (a store writes in the background);
+/// `get` answers `None` for anything missing, unreadable or not its own.
+pub trait SnapshotStore: Send + Sync {
+    fn get<'a>(&'a self, key: &'a str) -> BoxFuture<'a, Option<Vec<u8>>>;
+    fn put(&self, key: String, value: Vec<u8>);
+}
 
 /// The tag's context: what the data is, and under which key it was written.
 pub fn context(key: &str) -> String {
