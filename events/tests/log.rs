@@ -460,6 +460,7 @@ mod contract {
         appends_expecting_any_head_never_conflict,
         reads_and_follows_the_whole_log,
         foreign_messages_are_stepped_over,
+        streams_read_the_same_at_every_length,
         bad_appends_are_refused,
     );
 }

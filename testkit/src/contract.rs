@@ -357,6 +357,93 @@ pub async fn foreign_messages_are_stepped_over(log: &impl Tamper) {
     );
 }
 
+/// Streams of every length around the reader's short-read limit (32), written by single
+/// appends, atomic batches and appends at any head, with other streams between and junk
+/// and genuine events published again after them: read cold (and after a head in the
+/// middle), each gives exactly its events, whichever way the log reads them.
+pub async fn streams_read_the_same_at_every_length(log: &impl Tamper) {
+    for len in [1usize, 2, 7, 31, 32, 33, 34, 40] {
+        let agent = StreamId::new(Domain::Agent, Uuid::new_v4().simple().to_string()).unwrap();
+        let other = job();
+        submit(log, &other).await;
+        let mut written = 0;
+        let mut head = StreamHead::EMPTY;
+        while written < len {
+            // By turns: one event at the known head, a batch of three, one at any head.
+            let (n, expected) = match written % 3 {
+                0 => (1, Expected::Head(head.clone())),
+                1 => ((len - written).min(3), Expected::Head(head.clone())),
+                _ => (1, Expected::Any),
+            };
+            let expected = if written == 0 {
+                Expected::NO_STREAM
+            } else {
+                expected
+            };
+            let events = (0..n).map(|i| decision(agent.id(), written + i)).collect();
+            let outcome = log
+                .append(AppendRequest::single(
+                    Uuid::new_v4(),
+                    agent.clone(),
+                    expected,
+                    events,
+                ))
+                .await
+                .unwrap();
+            head = outcome.head_of(&agent).unwrap();
+            written += n;
+            // Another stream's event between.
+            log.append(AppendRequest::single(
+                Uuid::new_v4(),
+                other.clone(),
+                Expected::Any,
+                vec![pending(JobStarted {})],
+            ))
+            .await
+            .unwrap();
+        }
+        let truth = log.read_stream(&agent, 1).await.unwrap();
+        assert_eq!(truth.len(), len);
+        // Untouched, read cold (back from its last message when short enough).
+        let clean = log
+            .read_stream_after(&agent, &StreamHead::EMPTY)
+            .await
+            .unwrap();
+        assert_eq!(clean.head, StreamHead::of(&truth[len - 1]), "length {len}");
+        assert_eq!(clean.events.len(), len);
+        // Published after it: junk, a genuine middle event again, the last one again.
+        log.publish_junk(&agent).await;
+        log.republish(truth[len / 2].position).await;
+        let copy = log.republish(truth[len - 1].position).await;
+        let read = log
+            .read_stream_after(&agent, &StreamHead::EMPTY)
+            .await
+            .unwrap();
+        assert_eq!(read.events.len(), len, "length {len}");
+        for (a, b) in read.events.iter().zip(&truth) {
+            assert_eq!(
+                (a.position, a.version),
+                (b.position, b.version),
+                "length {len}"
+            );
+            assert_eq!(a.envelope.hash, b.envelope.hash);
+        }
+        assert_eq!(read.head.version, len as u64);
+        assert_eq!(
+            read.head.position, copy,
+            "the head stands past what was stepped over"
+        );
+        let middle = StreamHead::of(&truth[len / 2]);
+        let rest = log.read_stream_after(&agent, &middle).await.unwrap();
+        assert_eq!(
+            rest.events.len(),
+            len - len / 2 - 1,
+            "after the middle, length {len}"
+        );
+        assert_eq!(rest.head.version, len as u64);
+    }
+}
+
 /// Malformed appends are refused before anything is written.
 pub async fn bad_appends_are_refused(log: &impl EventLog) {
     let job = job();
