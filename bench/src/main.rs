@@ -46,6 +46,12 @@ pub(crate) struct Args {
     pub(crate) repeat: usize,
     #[arg(long, env = "DATABASE_URL")]
     pub(crate) database_url: Option<String>,
+    /// A nats-server with `sync_interval: always` and a Postgres with fsync on, for the
+    /// equal-durability peer row (`scripts/bench` starts them).
+    #[arg(long, env = "DURABLE_NATS_URL")]
+    pub(crate) durable_nats_url: Option<String>,
+    #[arg(long, env = "DURABLE_DATABASE_URL")]
+    pub(crate) durable_database_url: Option<String>,
     /// Which benchmarks to run: http, invoice, live, aggregate, log, batch, startup, projection, verify, backup
     /// (default: all). May be repeated.
     #[arg(long)]

@@ -518,6 +518,7 @@ pub async fn bench(
         peer.pool.close().await;
     }
     report.ratio("ingest_vs_cqrs_es", Spread::of(ratio_at_64));
+    durable(args, jobs, report).await?;
 
     println!("== peer: one hot job, 16 tasks × {hot_per_task} start/fail/retry commands");
     let peer = Peer::start(url, 16).await?;
@@ -546,5 +547,60 @@ pub async fn bench(
         met(lost_ours == 0, &format!("Chronicle {lost_ours}, cqrs-es {lost_theirs}")),
     );
     peer.pool.close().await;
+    Ok(())
+}
+
+/// The same lifecycles, 64 tasks, in process, with every write on disk before it is
+/// acknowledged on both sides: Chronicle on a nats-server with `sync_interval: always`,
+/// cqrs-es on a Postgres with `fsync=on` and `synchronous_commit=on`.
+async fn durable(args: &Args, jobs: usize, report: &mut Report) -> Result<()> {
+    let (Some(nats), Some(pg)) = (&args.durable_nats_url, &args.durable_database_url) else {
+        report.note(
+            "peer at equal durability: not measured (no DURABLE_NATS_URL / DURABLE_DATABASE_URL; scripts/bench starts them)".into(),
+        );
+        return Ok(());
+    };
+    let tasks = 64usize;
+    println!("== peer at equal durability: {jobs} jobs by {tasks} tasks, every write synced");
+    let log = chronicle_events::JetStreamLog::connect(nats, crate::fresh_config()).await?;
+    let handler = chronicle_commands::CommandHandler::new(Arc::new(log.clone()));
+    let peer = Peer::start(pg, tasks as u32).await?;
+    let (mut ours, mut theirs) = (Vec::new(), Vec::new());
+    for round in 0..args.repeat {
+        let tag = format!(
+            "d{round}-{}",
+            &uuid::Uuid::new_v4().simple().to_string()[..6]
+        );
+        let l = chronicle_lifecycles_in_process(&handler, &format!("{tag}l"), jobs, tasks).await?;
+        let p = peer_lifecycles(&peer, &tag, jobs, tasks).await?;
+        println!(
+            "round {round}: chronicle {:.0} commands/s in-process, cqrs-es {:.0}; ratio {:.2}",
+            l.rate,
+            p.rate,
+            l.rate / p.rate
+        );
+        ours.push(l.rate);
+        theirs.push(p.rate);
+    }
+    let ratio = Spread::of(ours.iter().zip(&theirs).map(|(o, t)| o / t).collect());
+    report.row(
+        &format!("peer at equal durability: job lifecycles, {tasks} tasks, every write synced"),
+        format!(
+            "CommandHandler in-process on nats-server `sync_interval: always`: {}",
+            Spread::of(ours).show(0, "commands/s")
+        ),
+        format!(
+            "cqrs-es + postgres-es on Postgres `fsync=on`, `synchronous_commit=on`: {}",
+            Spread::of(theirs).show(0, "commands/s")
+        ),
+        "stated",
+        format!("{:.2}×", ratio.median),
+    );
+    report.ratio("ingest_vs_cqrs_es_durable", ratio);
+    peer.pool.close().await;
+    log.jetstream()
+        .delete_stream(&log.config().stream_name)
+        .await
+        .ok();
     Ok(())
 }
