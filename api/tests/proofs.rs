@@ -466,6 +466,28 @@ async fn a_proof_bundle_checks_offline_with_the_public_key_alone() {
     assert!(err.contains("not a proof bundle"), "{err}");
 }
 
+/// Appends `seal` to the seal stream at `head`, as a sealer would.
+async fn append_seal(
+    app: &App,
+    head: chronicle_events::StreamHead,
+    seal: chronicle_events::domain::seal::SealRecorded,
+) {
+    app.state
+        .log
+        .append(chronicle_events::AppendRequest::single(
+            uuid::Uuid::new_v4(),
+            chronicle_replay::sealer::seal_stream(),
+            chronicle_events::Expected::Head(head),
+            vec![chronicle_events::PendingEvent::new(
+                seal,
+                chronicle_events::Actor::system("sealer"),
+                uuid::Uuid::new_v4(),
+            )],
+        ))
+        .await
+        .unwrap();
+}
+
 #[tokio::test]
 async fn the_tree_is_derived_data_rebuilt_from_the_log_and_older_seals_keep_verifying() {
     let app = App::with_database().await;
@@ -485,20 +507,7 @@ async fn the_tree_is_derived_data_rebuilt_from_the_log_and_older_seals_keep_veri
         None,
         vec![],
     );
-    app.state
-        .log
-        .append(chronicle_events::AppendRequest::single(
-            uuid::Uuid::new_v4(),
-            chronicle_replay::sealer::seal_stream(),
-            chronicle_events::Expected::Head(tip.head),
-            vec![chronicle_events::PendingEvent::new(
-                old,
-                chronicle_events::Actor::system("sealer"),
-                uuid::Uuid::new_v4(),
-            )],
-        ))
-        .await
-        .unwrap();
+    append_seal(&app, tip.head, old).await;
     submit_jobs(&app, 5).await;
     let first = app.seal().await.unwrap();
     submit_jobs(&app, 5).await;
@@ -545,20 +554,7 @@ async fn the_tree_is_derived_data_rebuilt_from_the_log_and_older_seals_keep_veri
         vec![],
         &origin(&app),
     );
-    app.state
-        .log
-        .append(chronicle_events::AppendRequest::single(
-            uuid::Uuid::new_v4(),
-            chronicle_replay::sealer::seal_stream(),
-            chronicle_events::Expected::Head(tip.head),
-            vec![chronicle_events::PendingEvent::new(
-                wrong,
-                chronicle_events::Actor::system("sealer"),
-                uuid::Uuid::new_v4(),
-            )],
-        ))
-        .await
-        .unwrap();
+    append_seal(&app, tip.head, wrong).await;
     submit_jobs(&app, 1).await;
     app.seal().await.unwrap();
     assert_problem(

@@ -856,11 +856,16 @@ impl JetStreamLog {
     /// The first stored message of `subject` at or after `seq`: a single direct get (no
     /// pending count).
     async fn next_raw(&self, seq: u64, subject: &str) -> Result<Option<RawEvent>, LogError> {
+        self.direct_get(serde_json::json!({ "seq": seq.max(1), "next_by_subj": subject }))
+            .await
+    }
+
+    /// One direct get (a single message: no batch, so no pending count).
+    async fn direct_get(&self, request: serde_json::Value) -> Result<Option<RawEvent>, LogError> {
         self.ensure_connected().await?;
-        let body = serde_json::json!({ "seq": seq.max(1), "next_by_subj": subject });
         let msg = self
             .client
-            .request(self.direct_get_subject(), Bytes::from(body.to_string()))
+            .request(self.direct_get_subject(), Bytes::from(request.to_string()))
             .await
             .map_err(unavailable)?;
         self.raw_from_message(msg)
@@ -934,14 +939,8 @@ impl JetStreamLog {
 
     /// The stored message at `position`, whatever its subject.
     async fn raw_at(&self, position: u64) -> Result<Option<RawEvent>, LogError> {
-        self.ensure_connected().await?;
-        let body = serde_json::json!({ "seq": position });
-        let msg = self
-            .client
-            .request(self.direct_get_subject(), Bytes::from(body.to_string()))
+        self.direct_get(serde_json::json!({ "seq": position }))
             .await
-            .map_err(unavailable)?;
-        self.raw_from_message(msg)
     }
 
     /// Takes `raw` as the stream's next event if it is one: authenticated and following the
@@ -979,14 +978,8 @@ impl JetStreamLog {
 
     /// The last stored message of one subject.
     async fn last_raw(&self, subject: &str) -> Result<Option<RawEvent>, LogError> {
-        self.ensure_connected().await?;
-        let body = serde_json::json!({ "last_by_subj": subject });
-        let msg = self
-            .client
-            .request(self.direct_get_subject(), Bytes::from(body.to_string()))
+        self.direct_get(serde_json::json!({ "last_by_subj": subject }))
             .await
-            .map_err(unavailable)?;
-        self.raw_from_message(msg)
     }
 
     /// Whether a stored message is authenticated by one of the event keys.
