@@ -1533,6 +1533,11 @@ impl EventLog for JetStreamLog {
         })
     }
 
+    /// One direct get by position (no search, no count).
+    async fn stored_at(&self, position: u64) -> Result<Option<Stored>, LogError> {
+        Ok(self.raw_at(position).await?.map(|raw| self.stored(&raw)))
+    }
+
     async fn stream_head(&self, stream: &StreamId) -> Result<StreamHead, LogError> {
         Ok(self.last_event(stream).await?.0)
     }

@@ -309,4 +309,14 @@ pub trait EventLog: Send + Sync {
     /// The log from `from_position` on, live: the stream never ends by itself. `filters`
     /// are stream filters as for [`EventLog::read_from`]; none means every stream.
     async fn follow(&self, from_position: u64, filters: &[&str]) -> Result<LogStream, LogError>;
+
+    /// The stored message at `position`, if the log holds one there.
+    async fn stored_at(&self, position: u64) -> Result<Option<Stored>, LogError> {
+        use futures::StreamExt;
+        let mut from = self.read_from(position, None).await?;
+        Ok(match from.next().await.transpose()? {
+            Some(s) if s.position() == position => Some(s),
+            _ => None,
+        })
+    }
 }

@@ -404,6 +404,13 @@ pub async fn streams_read_the_same_at_every_length(log: &impl Tamper) {
         }
         let truth = log.read_stream(&agent, 1).await.unwrap();
         assert_eq!(truth.len(), len);
+        // One message by its position: this stream's event, or nothing past the end.
+        match log.stored_at(truth[len - 1].position).await.unwrap() {
+            Some(Stored::Event(e)) => assert_eq!(e.envelope.hash, truth[len - 1].envelope.hash),
+            other => panic!("{other:?}"),
+        }
+        let end = log.last_position().await.unwrap();
+        assert!(log.stored_at(end + 1).await.unwrap().is_none());
         // Untouched, read cold (back from its last message when short enough).
         let clean = log
             .read_stream_after(&agent, &StreamHead::EMPTY)

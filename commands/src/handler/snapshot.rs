@@ -14,7 +14,6 @@ use std::sync::Arc;
 
 pub use chronicle_events::snapshots::SnapshotStore;
 use chronicle_events::{EventLog, Stored, StreamHead, StreamId};
-use futures::StreamExt;
 use serde::{Deserialize, Serialize};
 
 use super::cache::Loaded;
@@ -87,13 +86,9 @@ impl Snapshots {
             let state: D::State = serde_json::from_value(record.state).ok()?;
             // Still the log's: the event at its position is this stream's, at its version,
             // with its hash (a log restored from elsewhere, or rebuilt, fails here).
-            let mut at = log
-                .read_from(record.position, Some(&stream.to_string()))
-                .await
-                .ok()?;
-            match at.next().await {
-                Some(Ok(Stored::Event(e)))
-                    if e.position == record.position
+            match log.stored_at(record.position).await.ok()? {
+                Some(Stored::Event(e))
+                    if &e.envelope.stream == stream
                         && e.version == record.version
                         && Some(&e.envelope.hash) == record.hash.as_ref() => {}
                 _ => return None,
