@@ -77,6 +77,19 @@ pub fn public_key(settings: &Settings, given: Option<&str>) -> Result<Option<Pub
         .map(|k| SealKey::from_seed(&k.0).public()))
 }
 
+/// Prints an offline check's report on stdout and each problem on stderr; exit 1 unless ok.
+fn print_report(report: &impl serde::Serialize, problems: &[String], ok: bool) -> Result<ExitCode> {
+    println!("{}", serde_json::to_string_pretty(report)?);
+    for problem in problems {
+        eprintln!("chronicle: {problem}");
+    }
+    Ok(if ok {
+        ExitCode::SUCCESS
+    } else {
+        ExitCode::from(1)
+    })
+}
+
 pub async fn run(settings: &Settings, command: ReplayCommand) -> Result<ExitCode> {
     match command {
         ReplayCommand::Verify {
@@ -93,15 +106,7 @@ pub async fn run(settings: &Settings, command: ReplayCommand) -> Result<ExitCode
                 .then(|| settings.keyring())
                 .transpose()?;
             let report = chronicle_replay::export::verify_file(&file, key, keyring)?;
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            for problem in &report.problems {
-                eprintln!("chronicle: {problem}");
-            }
-            Ok(if report.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            print_report(&report, &report.problems, report.ok)
         }
         ReplayCommand::Verify {
             from_position,
@@ -290,15 +295,7 @@ pub async fn run(settings: &Settings, command: ReplayCommand) -> Result<ExitCode
                 )
             })?;
             let report = prove::check(&bundle, &key);
-            println!("{}", serde_json::to_string_pretty(&report)?);
-            for problem in &report.problems {
-                eprintln!("chronicle: {problem}");
-            }
-            Ok(if report.ok {
-                ExitCode::SUCCESS
-            } else {
-                ExitCode::from(1)
-            })
+            print_report(&report, &report.problems, report.ok)
         }
         ReplayCommand::Seal => {
             let key = settings

@@ -83,8 +83,13 @@ pub async fn seal_now(
     // a race loads the tree again and retries.
     let mut attempt = 0;
     loop {
-        let mut keeper = Keeper::load(log, db, key.public()).await?;
-        match seal_with(log, db, key, &mut keeper).await {
+        let attempt_once = async {
+            let mut keeper = Keeper::load(log, db, key.public()).await?;
+            let tip = seal_tip(log).await?;
+            keeper.extend(log, db).await?;
+            seal_at(log, db, key, &mut keeper, tip).await
+        };
+        match attempt_once.await {
             Err(TreeError::Moved | TreeError::Log(LogError::VersionConflict { .. }))
                 if attempt < 20 =>
             {
@@ -96,14 +101,16 @@ pub async fn seal_now(
     }
 }
 
-async fn seal_with(
+/// Appends a seal over everything unsealed up to the tree's size, `tip` being where the
+/// seal chain stood before the tree was last grown.
+async fn seal_at(
     log: &JetStreamLog,
     db: &mut tokio_postgres::Client,
     key: &SealKey,
     keeper: &mut Keeper,
+    tip: SealTip,
 ) -> Result<Option<u64>, TreeError> {
-    let tip = seal_tip(log).await?;
-    let size = keeper.extend(log, db).await?;
+    let size = keeper.size();
     if !unsealed(&tip, size) {
         return Ok(None);
     }
@@ -204,7 +211,7 @@ pub async fn run(
                     if pending >= cfg.every_events
                         || (pending > 0 && last_seal.elapsed() >= cfg.every)
                     {
-                        return seal_with(&log, &mut client, &key, k).await;
+                        return seal_at(&log, &mut client, &key, k, tip).await;
                     }
                     Ok(None)
                 };

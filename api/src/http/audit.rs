@@ -356,14 +356,7 @@ async fn checkpoint(
     let f = Filters::new(&q, &["size"])?;
     let size = f.position("size")?;
     let db = s.db.get().await.map_err(ApiError::read_store)?;
-    let found = tree::checkpoint(&**db, size)
-        .await
-        .map_err(ApiError::read_store)?;
-    let cp = match (found, size) {
-        (Some(cp), _) => cp,
-        (None, Some(n)) => return Err(ProofError::NotSealed(n).into()),
-        (None, None) => return Err(ProofError::NoCheckpoint.into()),
-    };
+    let cp = tree::sealed(&**db, size).await?;
     Ok((
         [
             (header::CONTENT_TYPE, "text/plain; charset=utf-8"),

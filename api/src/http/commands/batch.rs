@@ -26,6 +26,7 @@ use crate::auth::{Bearer, Caller};
 use crate::error::{ApiError, Code};
 use crate::http::hardening::RateCharge;
 use crate::http::schema::{CommandPath, IdempotencyKey, VersionTag};
+use crate::idempotency::Idempotency;
 use crate::state::AppState;
 
 /// The most commands one batch holds.
@@ -107,18 +108,19 @@ pub(crate) async fn batch(
     // What the schema states of each command is checked before anything runs.
     for (i, c) in batch.commands.iter().enumerate() {
         let path = &c.path.0;
-        let visible = |t: &str, max: usize| {
-            !t.is_empty() && t.len() <= max && t.bytes().all(|b| (b'!'..=b'~').contains(&b))
-        };
-        if !path.starts_with("/v1/commands/") || path.len() == 13 || !visible(path, 513) {
+        if !path.starts_with("/v1/commands/")
+            || path.len() == 13
+            || path.len() > 513
+            || !path.bytes().all(|b| b.is_ascii_graphic())
+        {
             return Err(ApiError::bad_param(
                 &format!("commands[{i}].path"),
                 "must be the path of a command route, /v1/commands/...",
             ));
         }
-        if c.idempotency_key
-            .as_ref()
-            .is_some_and(|k| !visible(&k.0, 255))
+        // The rule of the `Idempotency-Key` header, named as the batch's field.
+        if let Some(k) = &c.idempotency_key
+            && Idempotency::check_key(&k.0).is_err()
         {
             return Err(ApiError::bad_param(
                 &format!("commands[{i}].idempotency_key"),
