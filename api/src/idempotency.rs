@@ -28,8 +28,8 @@ const MAX_KEY_LEN: usize = 255;
 pub struct StoredAnswer {
     pub status: u16,
     pub etag: Option<String>,
-    /// The body, without any token.
-    pub body: serde_json::Value,
+    /// The body as sent, without any token.
+    pub body: Box<serde_json::value::RawValue>,
     /// The claims of a token the command issued: the token is signed from them when the
     /// answer is sent, so that no bearer credential is ever stored.
     #[serde(default, skip_serializing_if = "Option::is_none")]

@@ -56,6 +56,8 @@ pub async fn run_projectors(
 ) -> Result<()> {
     let cfg = RunnerConfig::new(settings.database_url()?);
     tracing::info!(count = projections.len(), "projectors starting");
+    // One reader of the log for the process: its projections and the sealer's tree.
+    let feed = chronicle_projections::feed::SharedFeed::new(Arc::new(log.clone()));
     // The sealer runs beside the projectors wherever a seal key is configured; one is
     // active across all processes.
     let sealer = settings.seal_key.as_ref().map(|k| {
@@ -68,10 +70,11 @@ pub async fn run_projectors(
             log.clone(),
             sealer_cfg,
             chronicle_replay::seal::SealKey::from_seed(&k.0),
+            Some(feed.clone()),
             stop.clone(),
         ))
     });
-    chronicle_projections::runtime::run_all(Arc::new(log), cfg, projections, stop).await;
+    chronicle_projections::runtime::run_all(feed, cfg, projections, stop).await;
     if let Some(s) = sealer {
         let _ = s.await;
     }

@@ -237,4 +237,14 @@ async fn a_nul_character_never_reaches_the_log() {
         assert_client_error("NUL", &a);
     }
     assert_eq!(app.log_len().await, before);
+    // The text `\u0000` (a backslash, then `u0000`) is not a NUL: accepted as it is.
+    let a = app
+        .post(
+            "/v1/commands/jobs",
+            &app.admin,
+            json!({"agent_id": "a", "kind": "k\\u0000", "input": {"\\\\u0000": "\\u0000"}}),
+        )
+        .await;
+    assert_eq!(a.status.as_u16(), 201, "{}", a.body);
+    assert_eq!(app.log_len().await, before + 1);
 }

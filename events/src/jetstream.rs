@@ -964,6 +964,7 @@ impl JetStreamLog {
                 position: raw.position,
                 subject: raw.subject.clone(),
                 reason: ForeignReason::OutOfPlace(why),
+                leaf: crate::merkle::leaf_of_payload(&raw.payload),
             })
         });
         match placed {
@@ -1002,6 +1003,7 @@ impl JetStreamLog {
             position: raw.position,
             subject: raw.subject.clone(),
             reason,
+            leaf: crate::merkle::leaf_of_payload(&raw.payload),
         };
         if !self.authentic(raw) {
             return Err(foreign(ForeignReason::Unauthenticated));
@@ -1039,6 +1041,12 @@ impl JetStreamLog {
                 envelope.stream, raw.subject
             )));
         }
+        // The chain hash is also the message's Merkle leaf (`Stored::leaf`).
+        if envelope.hash.len() != 64
+            || hex::decode_to_slice(&envelope.hash, &mut [0u8; 32]).is_err()
+        {
+            return Err(corrupt("its hash is not 32 bytes of hex".to_owned()));
+        }
         Ok(RecordedEvent {
             position: raw.position,
             version,
@@ -1064,7 +1072,14 @@ impl JetStreamLog {
             for (i, pending) in write.events.iter().enumerate() {
                 let event_type = pending.event.event_type();
                 let version = head.version + 1 + i as u64;
-                let data = pending.event.data();
+                let data = pending.event.canonical_data();
+                // Every append in the test suite checks the direct writer against the
+                // canonical form of the event as a `Value`, which readers hash.
+                debug_assert_eq!(
+                    data,
+                    crate::chain::canonical_json(&pending.event.data()),
+                    "canonical data of {event_type}"
+                );
                 let (hash, payload) = encode_envelope(&EnvelopeParts {
                     id: &ids[n],
                     stream: &write.stream,

@@ -122,6 +122,9 @@ pub struct ForeignMessage {
     pub position: u64,
     pub subject: String,
     pub reason: ForeignReason,
+    /// Its Merkle leaf value (`merkle::leaf_of_payload` of its bytes): the whole log's
+    /// tree has a leaf for every position, events or not.
+    pub leaf: crate::merkle::Hash,
 }
 
 impl ForeignMessage {
@@ -153,6 +156,21 @@ impl Stored {
         match self {
             Stored::Event(e) => e.position,
             Stored::Foreign(f) => f.position,
+        }
+    }
+
+    /// Its Merkle leaf value, as `merkle::leaf_of_payload` gives it from the stored bytes:
+    /// an event's chain hash (a stored event's `hash` is 32 bytes of hex, or the log does
+    /// not read it as an event), a foreign message's as found.
+    pub fn leaf(&self) -> crate::merkle::Hash {
+        match self {
+            Stored::Event(e) => {
+                let mut out = [0u8; 32];
+                // Only events built in memory by tests can have another `hash`.
+                let _ = hex::decode_to_slice(&e.envelope.hash, &mut out);
+                out
+            }
+            Stored::Foreign(f) => f.leaf,
         }
     }
 

@@ -475,14 +475,13 @@ async fn record_failure(
 }
 
 /// Runs every projection of `projections` until `shutdown`; returns when all have ended.
+/// They share `feed`, the process's one reader of the log.
 pub async fn run_all(
-    log: Arc<dyn EventLog>,
+    feed: SharedFeed,
     cfg: RunnerConfig,
     projections: Vec<Arc<dyn Projection>>,
     shutdown: watch::Receiver<bool>,
 ) {
-    // One reader of the log for all of them.
-    let feed = SharedFeed::new(log);
     let tasks: Vec<_> = projections
         .into_iter()
         .map(|p| tokio::spawn(run_on(feed.clone(), cfg.clone(), p, shutdown.clone())))

@@ -8,9 +8,10 @@ use std::time::{Duration, Instant};
 
 use chronicle_events::domain::{Event, SealEvent};
 use chronicle_events::{
-    Actor, AppendRequest, Domain, EventLog, Expected, JetStreamLog, LogError, PendingEvent,
-    StreamHead, StreamId,
+    Actor, AppendRequest, Domain, EventLog, Expected, JetStreamLog, LogError, LogStream,
+    PendingEvent, StreamHead, StreamId,
 };
+use chronicle_projections::feed::SharedFeed;
 use tokio::sync::watch;
 use uuid::Uuid;
 
@@ -147,11 +148,54 @@ async fn seal_at(
     Ok(Some(size))
 }
 
+/// How far behind the log's end the tree may be and still grow from the shared reader.
+pub const FEED_FROM: u64 = chronicle_projections::feed::RING as u64;
+
+/// How long the tree waits for the shared reader to deliver a message it knows is there
+/// before reading on its own.
+const FEED_WAIT: Duration = Duration::from_secs(2);
+
+/// Grows the tree to the log's end: from the shared reader when there is one and the tree
+/// is close to the end, otherwise (or when the reader does not bring the end in time)
+/// reading on its own.
+async fn grow(
+    log: &JetStreamLog,
+    keeper: &mut Keeper,
+    feed: Option<&SharedFeed>,
+    items: &mut Option<LogStream>,
+    db: &mut tokio_postgres::Client,
+) -> Result<u64, TreeError> {
+    let end = log.last_position().await?;
+    if let Some(feed) = feed
+        && end.saturating_sub(keeper.size()) <= FEED_FROM
+    {
+        if items.is_none() {
+            *items = Some(feed.follow(keeper.size() + 1).await?);
+        }
+        let stream = items.as_mut().expect("opened above");
+        if keeper.extend_from(stream, end, FEED_WAIT, db).await? {
+            return Ok(keeper.size());
+        }
+        tracing::debug!(
+            end,
+            size = keeper.size(),
+            "the shared reader did not bring the log's end"
+        );
+    }
+    keeper.extend(log, db).await
+}
+
 /// Runs the sealer until `shutdown`.
+///
+/// With `feed` (the projector process's shared reader) the tree grows from the messages
+/// that reader already has rather than from a read of its own each tick; a tree further
+/// behind than [`FEED_FROM`] positions (a first build, a rebuild) reads on its own first,
+/// which is faster for a long catch-up.
 pub async fn run(
     log: JetStreamLog,
     cfg: SealerConfig,
     key: SealKey,
+    feed: Option<SharedFeed>,
     shutdown: watch::Receiver<bool>,
 ) {
     let pause = |d| {
@@ -186,12 +230,15 @@ pub async fn run(
         }
         let mut client = client;
         let mut keeper = None;
+        // The shared reader's messages from the tree's size on, once it is close.
+        let mut items: Option<LogStream> = None;
         let mut last_seal = Instant::now();
         loop {
             if *shutdown.borrow() || client.is_closed() {
                 break;
             }
             if keeper.is_none() {
+                items = None;
                 match Keeper::load(&log, &mut client, key.public()).await {
                     Ok(k) => keeper = Some(k),
                     Err(e) => tracing::warn!(error = %e, "sealer cannot load the Merkle tree"),
@@ -202,7 +249,7 @@ pub async fn run(
                 // `every_events` events, or after `every` with any.
                 let step = async {
                     let tip = seal_tip(&log).await?;
-                    let size = k.extend(&log, &mut client).await?;
+                    let size = grow(&log, k, feed.as_ref(), &mut items, &mut client).await?;
                     let pending = if unsealed(&tip, size) {
                         size - tip.sealed_to
                     } else {
@@ -222,6 +269,7 @@ pub async fn run(
                     Err(e) => {
                         tracing::warn!(error = %e, "cannot seal yet");
                         keeper = None;
+                        items = None;
                     }
                 }
             }

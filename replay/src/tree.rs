@@ -19,7 +19,9 @@ use chronicle_events::tlog::{
     MISSING, MissingTile, ProofPlan, TileId, Tiles, TreeBuilder, consistency_ranges,
     frontier_tiles, inclusion_ranges,
 };
-use chronicle_events::{EventLog, JetStreamLog, LogError};
+use chronicle_events::{
+    EventLog, ForeignReason, JetStreamLog, LogError, LogStream, RecordedEvent, Stored,
+};
 use futures::StreamExt;
 use serde::Serialize;
 use tokio_postgres::{Client, GenericClient};
@@ -246,6 +248,7 @@ pub struct Keeper {
     origin: String,
     key: PublicSealKey,
     seal_subject: String,
+    seal_stream: chronicle_events::StreamId,
 }
 
 /// A checkpoint seal met while growing the tree, kept once its root and signatures check.
@@ -253,6 +256,45 @@ struct MetSeal {
     position: u64,
     seal: SealRecorded,
     at: chrono::DateTime<chrono::Utc>,
+}
+
+/// The checkpoint seal an event of the seal stream is, if it is one.
+fn checkpoint_seal(event: &RecordedEvent) -> Option<MetSeal> {
+    match event.decode() {
+        Ok(Event::Seal(SealEvent::SealRecorded(seal))) if seal.tree_size.is_some() => {
+            Some(MetSeal {
+                position: event.position,
+                at: event.envelope.occurred_at,
+                seal,
+            })
+        }
+        _ => None,
+    }
+}
+
+/// What one position adds to the tree.
+struct Leaf {
+    position: u64,
+    hash: Hash,
+    unauthenticated: bool,
+    seal: Option<MetSeal>,
+}
+
+/// What has been taken since the tree was last flushed, at size `flushed`.
+struct Growth {
+    flushed: u64,
+    unauthenticated: Vec<u64>,
+    seals: Vec<MetSeal>,
+}
+
+impl Growth {
+    fn since(flushed: u64) -> Growth {
+        Growth {
+            flushed,
+            unauthenticated: Vec::new(),
+            seals: Vec::new(),
+        }
+    }
 }
 
 impl Keeper {
@@ -285,6 +327,7 @@ impl Keeper {
             origin: origin(log),
             key,
             seal_subject: crate::sealer::seal_stream().subject(&log.config().subject_prefix),
+            seal_stream: crate::sealer::seal_stream(),
         })
     }
 
@@ -312,76 +355,123 @@ impl Keeper {
         self.builder.root()
     }
 
-    /// Grows the tree to the log's end as it is now; answers the new size. On an error the
-    /// keeper is stale: load it again.
+    /// Grows the tree to the log's end as it is now, reading on its own; answers the new
+    /// size. On an error the keeper is stale: load it again.
     pub async fn extend(&mut self, log: &JetStreamLog, db: &mut Client) -> Result<u64, TreeError> {
         let end = log.last_position().await?;
-        let mut next = self.builder.size() + 1;
+        let next = self.builder.size() + 1;
         if end < next {
             return Ok(self.builder.size());
         }
         let mut messages = log.read_messages(next, end, Vec::new()).await?;
-        let mut flushed = self.builder.size();
-        let mut unauthenticated = Vec::new();
-        let mut seals = Vec::new();
+        let mut growth = Growth::since(self.builder.size());
         while let Some(item) = messages.next().await {
             let (m, position) = item?;
-            while next < position {
-                self.builder.push(&MISSING);
-                next += 1;
-            }
             let raw = RawEvent::of_message(&m, position);
-            self.builder.push(&leaf_of_payload(&raw.payload));
-            next += 1;
-            if !log.authentic(&raw) {
-                metrics::counter!("chronicle_foreign_messages_total", "reader" => "tree")
-                    .increment(1);
-                unauthenticated.push(position);
-            } else if raw.subject == self.seal_subject {
-                self.meet_seal(log, &raw, &mut seals);
-            }
-            if self.builder.size() - flushed >= FLUSH_EVERY {
-                self.flush(db, flushed, &mut unauthenticated, &mut seals)
-                    .await?;
-                flushed = self.builder.size();
-            }
+            let authentic = log.authentic(&raw);
+            let seal = if authentic && raw.subject == self.seal_subject {
+                log.classify(&raw).ok().and_then(|e| checkpoint_seal(&e))
+            } else {
+                None
+            };
+            let leaf = Leaf {
+                position,
+                hash: leaf_of_payload(&raw.payload),
+                unauthenticated: !authentic,
+                seal,
+            };
+            self.take(leaf, &mut growth, db).await?;
         }
         // What the reader did not meet up to `end` the log no longer holds.
-        while next <= end {
-            self.builder.push(&MISSING);
-            next += 1;
-        }
-        if self.builder.size() > flushed {
-            self.flush(db, flushed, &mut unauthenticated, &mut seals)
-                .await?;
-        }
+        self.fill_to(end);
+        self.finish(growth, db).await?;
         Ok(self.builder.size())
     }
 
-    fn meet_seal(&self, log: &JetStreamLog, raw: &RawEvent, seals: &mut Vec<MetSeal>) {
-        let Ok(event) = log.classify(raw) else {
-            return;
-        };
-        if let Ok(Event::Seal(SealEvent::SealRecorded(seal))) = event.decode()
-            && seal.tree_size.is_some()
-        {
-            seals.push(MetSeal {
-                position: raw.position,
-                at: event.envelope.occurred_at,
-                seal,
-            });
+    /// Grows the tree up to position `to` from `feed`: the log from at most this tree's
+    /// size + 1 on, as the projector process's shared reader gives it (one delivery of each
+    /// message for the whole process, not one more for the tree). Waits at most `wait` for
+    /// each message; answers `false` when one did not come in time (the log's last
+    /// messages may have been deleted): then [`Keeper::extend`] reads on its own.
+    pub async fn extend_from(
+        &mut self,
+        feed: &mut LogStream,
+        to: u64,
+        wait: std::time::Duration,
+        db: &mut Client,
+    ) -> Result<bool, TreeError> {
+        let mut growth = Growth::since(self.builder.size());
+        let mut complete = true;
+        while self.builder.size() < to {
+            let stored = match tokio::time::timeout(wait, feed.next()).await {
+                Err(_) => {
+                    complete = false;
+                    break;
+                }
+                Ok(None) => return Err(LogError::Unavailable("the log feed ended".into()).into()),
+                Ok(Some(item)) => item?,
+            };
+            if stored.position() <= self.builder.size() {
+                continue;
+            }
+            let leaf = Leaf {
+                position: stored.position(),
+                hash: stored.leaf(),
+                unauthenticated: matches!(
+                    &stored,
+                    Stored::Foreign(f) if f.reason == ForeignReason::Unauthenticated
+                ),
+                seal: match &stored {
+                    Stored::Event(e) if e.envelope.stream == self.seal_stream => checkpoint_seal(e),
+                    _ => None,
+                },
+            };
+            self.take(leaf, &mut growth, db).await?;
+        }
+        self.finish(growth, db).await?;
+        Ok(complete)
+    }
+
+    /// Adds one position's leaf (after a missing leaf for each position before it that the
+    /// log no longer holds), flushing every [`FLUSH_EVERY`] leaves.
+    async fn take(
+        &mut self,
+        leaf: Leaf,
+        growth: &mut Growth,
+        db: &mut Client,
+    ) -> Result<(), TreeError> {
+        self.fill_to(leaf.position - 1);
+        self.builder.push(&leaf.hash);
+        if leaf.unauthenticated {
+            metrics::counter!("chronicle_foreign_messages_total", "reader" => "tree").increment(1);
+            growth.unauthenticated.push(leaf.position);
+        }
+        growth.seals.extend(leaf.seal);
+        if self.builder.size() - growth.flushed >= FLUSH_EVERY {
+            self.flush(db, growth).await?;
+        }
+        Ok(())
+    }
+
+    /// Missing leaves up to `position`.
+    fn fill_to(&mut self, position: u64) {
+        while self.builder.size() < position {
+            self.builder.push(&MISSING);
         }
     }
 
-    /// Writes the tiles changed since size `from`, the new size and root, the positions
-    /// found unauthenticated, and the checkpoints of the seals met — in one transaction.
-    async fn flush(
-        &mut self,
-        db: &mut Client,
-        from: u64,
-        unauthenticated: &mut Vec<u64>,
-        seals: &mut Vec<MetSeal>,
-    ) -> Result<(), TreeError> {
+    async fn finish(&mut self, mut growth: Growth, db: &mut Client) -> Result<(), TreeError> {
+        if self.builder.size() > growth.flushed {
+            self.flush(db, &mut growth).await?;
+        }
+        Ok(())
+    }
+
+    /// Writes the tiles changed since size `growth.flushed`, the new size and root, the
+    /// positions found unauthenticated, and the checkpoints of the seals met — in one
+    /// transaction.
+    async fn flush(&mut self, db: &mut Client, growth: &mut Growth) -> Result<(), TreeError> {
+        let from = growth.flushed;
         let size = self.builder.size();
         let root = self.builder.root();
         let tx = db.transaction().await?;
@@ -418,17 +508,18 @@ impl Keeper {
             &[&levels, &indexes, &contents],
         )
         .await?;
-        let positions: Vec<i64> = unauthenticated.drain(..).map(|p| p as i64).collect();
+        let positions: Vec<i64> = growth.unauthenticated.drain(..).map(|p| p as i64).collect();
         tx.execute(
             "INSERT INTO audit.unauthenticated (position) SELECT unnest($1::int8[]) \
              ON CONFLICT DO NOTHING",
             &[&positions],
         )
         .await?;
-        for met in seals.drain(..) {
+        for met in growth.seals.drain(..) {
             self.record_checkpoint(&tx, met).await?;
         }
         tx.commit().await?;
+        growth.flushed = size;
         Ok(())
     }
 

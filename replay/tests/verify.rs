@@ -43,6 +43,15 @@ async fn some_jobs(log: &JetStreamLog, n: usize) -> Vec<StreamId> {
     jobs
 }
 
+async fn rows(db: &tokio_postgres::Client, query: &str) -> Vec<String> {
+    db.query(query, &[])
+        .await
+        .unwrap()
+        .iter()
+        .map(|r| r.get::<_, String>(0))
+        .collect()
+}
+
 #[tokio::test]
 async fn a_clean_log_verifies() {
     let log = isolated_log().await;
@@ -219,4 +228,49 @@ async fn a_message_published_straight_to_a_subject_is_found() {
         "{:?}",
         report.broken_chains
     );
+
+    // The tree grown from a projector process's shared reader (as the sealer grows it
+    // beside the projections) is the tree read on its own: the same root, tiles,
+    // unauthenticated positions and checkpoints, over forged, junk and copied messages.
+    let end = log.last_position().await.unwrap();
+    let mut own = chronicle_replay::tree::Keeper::load(&log, &mut db, key.public())
+        .await
+        .unwrap();
+    own.extend(&log, &mut db).await.unwrap();
+    let mut fed_db = chronicle_testkit::connect(&chronicle_testkit::fresh_database().await).await;
+    chronicle_projections::migrate::run(&mut fed_db)
+        .await
+        .unwrap();
+    let mut fed = chronicle_replay::tree::Keeper::load(&log, &mut fed_db, key.public())
+        .await
+        .unwrap();
+    let feed = chronicle_projections::feed::SharedFeed::new(std::sync::Arc::new(log.clone()));
+    let mut items = feed.follow(1).await.unwrap();
+    let wait = std::time::Duration::from_secs(10);
+    assert!(
+        fed.extend_from(&mut items, end, wait, &mut fed_db)
+            .await
+            .unwrap()
+    );
+    assert_eq!((fed.size(), fed.root()), (end, own.root()));
+    for query in [
+        "SELECT position::text FROM audit.unauthenticated ORDER BY position",
+        "SELECT size || encode(root, 'hex') || note FROM audit.checkpoints ORDER BY size",
+        "SELECT level || ':' || idx || encode(hashes, 'hex') FROM audit.tree_tiles \
+         ORDER BY level, idx",
+        "SELECT size || encode(root, 'hex') FROM audit.tree",
+    ] {
+        let (a, b) = (rows(&db, query).await, rows(&fed_db, query).await);
+        assert!(!a.is_empty(), "{query}");
+        assert_eq!(a, b, "{query}");
+    }
+    // A position the reader does not bring (here: not yet written) is waited for only so
+    // long; the sealer then reads on its own.
+    let short = std::time::Duration::from_millis(200);
+    assert!(
+        !fed.extend_from(&mut items, end + 1, short, &mut fed_db)
+            .await
+            .unwrap()
+    );
+    assert_eq!(fed.size(), end);
 }

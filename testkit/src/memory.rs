@@ -142,6 +142,8 @@ impl MemoryLog {
                 position,
                 subject: format!("memory.{s}"),
                 reason: reason.clone(),
+                // The memory log keeps no bytes for them.
+                leaf: [0u8; 32],
             }),
         }
     }
@@ -239,7 +241,7 @@ impl EventLog for MemoryLog {
                     command_id: &request.command_id,
                     correlation_id: &pending.correlation_id,
                     causation_id: pending.causation_id.as_ref(),
-                    data: &data,
+                    data: &pending.event.canonical_data(),
                     prev_hash: prev.as_deref(),
                 });
                 let recorded = RecordedEvent {

@@ -7,9 +7,11 @@ use axum::http::{HeaderMap, HeaderValue, StatusCode, Uri, header};
 use axum::response::{IntoResponse, Response};
 use bytes::Bytes;
 use chronicle_commands::{Answer, Command, Ctx, EscalatedResult, Executed};
-use chronicle_events::{Actor, AppendedEvent};
+use chronicle_events::{Actor, AppendedEvent, StreamId};
 use chrono::Utc;
+use serde::Serialize;
 use serde::de::DeserializeOwned;
+use serde_json::value::RawValue;
 use serde_json::{Value, json};
 use uuid::Uuid;
 
@@ -145,25 +147,31 @@ pub fn parse<T: DeserializeOwned>(headers: &HeaderMap, body: &Bytes) -> Result<T
         detail.truncate(300);
         ApiError::new(Code::MalformedRequest, detail)
     };
-    let value: Value = serde_json::from_slice(bytes).map_err(malformed)?;
     // A NUL character cannot be stored by the read models (Postgres text and jsonb refuse
-    // it): accepted into the log, it would stop a projection for good.
-    if has_nul(&value) {
+    // it): accepted into the log, it would stop a projection for good. JSON can only carry
+    // one escaped, so the bytes are searched rather than parsed twice.
+    if escapes_nul(bytes) {
         return Err(ApiError::new(
             Code::MalformedRequest,
             "strings may not contain the NUL character (\\u0000)",
         ));
     }
-    serde_json::from_value(value).map_err(malformed)
+    serde_json::from_slice(bytes).map_err(malformed)
 }
 
-fn has_nul(v: &Value) -> bool {
-    match v {
-        Value::String(s) => s.contains('\0'),
-        Value::Array(items) => items.iter().any(has_nul),
-        Value::Object(map) => map.iter().any(|(k, v)| k.contains('\0') || has_nul(v)),
-        _ => false,
+/// Whether JSON text holds the escape `\u0000`. Raw control characters are not valid JSON
+/// (the parser refuses them), and every `\` starts an escape of the character after it,
+/// so walking escape by escape finds exactly the NULs (and not a `\\` before `u0000`).
+fn escapes_nul(json: &[u8]) -> bool {
+    let mut i = 0;
+    while let Some(at) = json[i..].iter().position(|b| *b == b'\\') {
+        let escape = i + at;
+        if json[escape + 1..].starts_with(b"u0000") {
+            return true;
+        }
+        i = (escape + 2).min(json.len());
     }
+    false
 }
 
 /// Ids a command creates when the body does not name them: derived from the command id,
@@ -189,58 +197,135 @@ fn if_match(headers: &HeaderMap) -> Result<Option<u64>, ApiError> {
         })
 }
 
-fn events_json(events: &[AppendedEvent]) -> Vec<Value> {
+/// One appended event as an answer lists it.
+#[derive(Serialize)]
+struct EventRef<'a> {
+    id: &'a Uuid,
+    position: u64,
+    stream: &'a StreamId,
+    #[serde(rename = "type")]
+    event_type: &'a str,
+}
+
+fn event_refs(events: &[AppendedEvent]) -> Vec<EventRef<'_>> {
     events
         .iter()
-        .map(|e| json!({ "id": e.id, "type": e.event_type, "stream": e.stream, "position": e.position }))
+        .map(|e| EventRef {
+            id: &e.id,
+            position: e.position,
+            stream: &e.stream,
+            event_type: &e.event_type,
+        })
         .collect()
+}
+
+/// What became of the command an approval carried.
+#[derive(Serialize)]
+#[serde(tag = "outcome", rename_all = "SCREAMING_SNAKE_CASE")]
+enum EscalatedBody<'a> {
+    Executed {
+        command_id: &'a Uuid,
+        events: Vec<EventRef<'a>>,
+    },
+    Rejected {
+        code: String,
+        detail: String,
+    },
+}
+
+/// The body of an executed command's answer (members in the order they are sent).
+#[derive(Serialize)]
+struct ExecutedBody<'a> {
+    command_id: &'a Uuid,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    escalated: Option<EscalatedBody<'a>>,
+    events: Vec<EventRef<'a>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    expires_at: Option<&'a chrono::DateTime<Utc>>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    jti: Option<&'a Uuid>,
+    position: u64,
+    stream: &'a StreamId,
+    version: u64,
+}
+
+/// The body of a command held for approval.
+#[derive(Serialize)]
+struct EscalatedToApproval<'a> {
+    approval_id: &'a str,
+    command_id: &'a Uuid,
+    events: Vec<EventRef<'a>>,
+    position: u64,
+    stream: &'a StreamId,
+}
+
+/// An answer's body, serialized once: these bytes are sent, and kept for a replay.
+fn raw_body<T: Serialize>(body: &T) -> Box<RawValue> {
+    // Our own plain types serialize into memory without fail.
+    let json = serde_json::to_string(body).expect("answers serialize");
+    RawValue::from_string(json).expect("serde_json writes valid JSON")
 }
 
 /// The answer of an executed command. An issued token is not part of what is stored (the
 /// stored answer would keep a bearer credential at rest for a day): its claims are, and the
 /// token is signed again from them on a replay.
 fn executed_answer(state: &AppState, ex: &Executed) -> StoredAnswer {
-    let mut body = json!({
-        "command_id": ex.command_id,
-        "stream": ex.stream,
-        "version": ex.version,
-        "position": ex.position,
-        "events": events_json(&ex.events),
-    });
-    let token = ex.issued.as_ref().map(|(user_id, issued)| {
-        body["jti"] = json!(issued.jti);
-        body["expires_at"] = json!(issued.expires_at);
-        state.signer.claims(user_id, issued)
-    });
-    if let Some(escalated) = &ex.escalated {
-        body["escalated"] = match escalated {
-            EscalatedResult::Executed { command_id, events } => json!({
-                "outcome": "EXECUTED",
-                "command_id": command_id,
-                "events": events_json(events),
-            }),
+    let issued = ex.issued.as_ref().map(|(_, issued)| issued);
+    let body = ExecutedBody {
+        command_id: &ex.command_id,
+        escalated: ex.escalated.as_ref().map(|escalated| match escalated {
+            EscalatedResult::Executed { command_id, events } => EscalatedBody::Executed {
+                command_id,
+                events: event_refs(events),
+            },
             EscalatedResult::Rejected(r) => {
                 let e = ApiError::from(r.clone());
-                json!({ "outcome": "REJECTED", "code": e.code.as_str(), "detail": e.detail })
+                EscalatedBody::Rejected {
+                    code: e.code.as_str(),
+                    detail: e.detail,
+                }
             }
-        };
-    }
+        }),
+        events: event_refs(&ex.events),
+        expires_at: issued.map(|i| &i.expires_at),
+        jti: issued.map(|i| &i.jti),
+        position: ex.position,
+        stream: &ex.stream,
+        version: ex.version,
+    };
     StoredAnswer {
         status: if ex.created { 201 } else { 200 },
         etag: Some(format!("\"{}\"", ex.version)),
-        body,
-        token,
+        body: raw_body(&body),
+        token: ex
+            .issued
+            .as_ref()
+            .map(|(user_id, issued)| state.signer.claims(user_id, issued)),
     }
 }
 
 /// The response of an answer, fresh or replayed; an issued token is signed here.
 fn into_response(state: &AppState, answer: StoredAnswer) -> Res {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
-    let mut body = answer.body;
-    if let Some(claims) = &answer.token {
-        body["token"] = json!(state.signer.sign(claims)?);
-    }
-    let mut response = (status, axum::Json(body)).into_response();
+    let body: String = match &answer.token {
+        None => answer.body.get().to_owned(),
+        Some(claims) => {
+            // Only token issues: the stored body without the token, the token added.
+            let mut body: Value = serde_json::from_str(answer.body.get())
+                .map_err(|e| ApiError::new(Code::Internal, format!("a stored answer: {e}")))?;
+            body["token"] = json!(state.signer.sign(claims)?);
+            body.to_string()
+        }
+    };
+    let mut response = (
+        status,
+        [(
+            header::CONTENT_TYPE,
+            HeaderValue::from_static("application/json"),
+        )],
+        body,
+    )
+        .into_response();
     if let Some(etag) = answer.etag.and_then(|e| HeaderValue::from_str(&e).ok()) {
         response.headers_mut().insert(header::ETAG, etag);
     }
@@ -283,12 +368,12 @@ async fn execute(
         } => StoredAnswer {
             status: 202,
             etag: None,
-            body: json!({
-                "approval_id": approval_id,
-                "command_id": executed.command_id,
-                "stream": executed.stream,
-                "position": executed.position,
-                "events": events_json(&executed.events),
+            body: raw_body(&EscalatedToApproval {
+                approval_id: &approval_id,
+                command_id: &executed.command_id,
+                events: event_refs(&executed.events),
+                position: executed.position,
+                stream: &executed.stream,
             }),
             token: None,
         },

@@ -66,6 +66,13 @@ macro_rules! domain_events {
                     _ => None,
                 }
             }
+            fn write_data(&self, out: &mut Vec<u8>) {
+                // Serializing our own derived types into memory cannot fail (see `parts`).
+                match self {
+                    $($name::$variant(data) => $crate::chain::write_canonical_from(data, out)),+
+                }
+                .expect("event payloads serialize")
+            }
         }
 
         $(
@@ -96,6 +103,8 @@ pub trait DomainEvent: Serialize + DeserializeOwned + Clone + Into<Event> {
         event_type: &str,
         data: &serde_json::Value,
     ) -> Option<Result<Self, serde_json::Error>>;
+    /// Appends its payload (the envelope's `data`) in canonical form.
+    fn write_data(&self, out: &mut Vec<u8>);
     /// This domain's event inside `event`, if it is one.
     fn from_event(event: &Event) -> Option<&Self>;
 }
@@ -207,6 +216,24 @@ impl Event {
             Event::Governance(e) => parts(e),
             Event::Seal(e) => parts(e),
         }
+    }
+
+    /// The payload as the envelope's `data`, in canonical form: the bytes of
+    /// `chain::canonical_json(&self.data())`, written without building the `Value`.
+    pub fn canonical_data(&self) -> Vec<u8> {
+        let mut out = Vec::with_capacity(256);
+        match self {
+            Event::User(e) => e.write_data(&mut out),
+            Event::Job(e) => e.write_data(&mut out),
+            Event::Approval(e) => e.write_data(&mut out),
+            Event::Chart(e) => e.write_data(&mut out),
+            Event::Entry(e) => e.write_data(&mut out),
+            Event::Agent(e) => e.write_data(&mut out),
+            Event::Invoice(e) => e.write_data(&mut out),
+            Event::Governance(e) => e.write_data(&mut out),
+            Event::Seal(e) => e.write_data(&mut out),
+        }
+        out
     }
 
     /// Decodes today's schema of `event_type` in `domain` (upcast first: see
