@@ -2,12 +2,18 @@
 """The failover test, against a cluster from `scripts/cluster up` (run by `scripts/cluster
 test`, which `scripts/test` runs).
 
-Under steady command load against both API processes it kills -9, in turn, the NATS node
-leading the log's stream, the active projector and one API process. It then checks:
+The cluster runs one process per role: two command processes (API_1, API_2), two query
+processes (QUERY_1, QUERY_2, which also serve live events), one audit process (AUDIT); each
+answers only its role's routes (checked first). Under steady command load against both
+command processes it kills -9, in turn, the NATS node leading the log's stream, the active
+projector, and one command and one query process. It then checks:
 - every command answered 2xx is in the log exactly once and in the read model exactly once;
 - the standby projector took over within 5 s;
-- a token revoked through one API process was refused by the other within 1 s (and, with
-  a NATS node lost, within 15 s; the delay is printed).
+- a token revoked through one command process was refused by the other command process
+  and by a query process within 1 s (and, with a NATS node lost, within 15 s; the delay
+  is printed);
+- a live subscriber on the query process that is killed gets every submission once, in
+  order, through its reconnections to the other.
 Before the load it checks the cluster's NATS security as deploy/ documents it: clients must
 speak TLS, a wrong password is refused, and each user may publish only what its processes
 need (projectors and auditors never append events, nobody but the admin deletes or purges
@@ -43,6 +49,8 @@ def read_env(path):
 
 ENV = read_env(os.path.join(DIR, "env"))
 APIS = [ENV["API_1"], ENV["API_2"]]
+QUERIES = [ENV["QUERY_1"], ENV["QUERY_2"]]
+AUDIT = ENV["AUDIT"]
 ADMIN = ENV["ADMIN_TOKEN"]
 PG_BIN = os.environ.get("CHRONICLE_PG_BINDIR", "/usr/lib/postgresql/15/bin")
 
@@ -158,7 +166,26 @@ if nats_publish(port, *api, "$JS.API.INFO") != "ok":
     fail("the API user may not use JetStream")
 print("nats: TLS required, passwords checked, per-user permissions hold", flush=True)
 
-# ---- steady load: 8 clients, 4 on each API process -------------------------------------
+# ---- one process per role ---------------------------------------------------------------
+
+probe = {"agent_id": "agent-fo", "kind": "role-probe"}
+for url, method, path, body, expect in [
+    (APIS[0], "POST", "/v1/commands/jobs", probe, 201),
+    (APIS[0], "GET", "/v1/queries/jobs?limit=1", None, 404),
+    (APIS[0], "GET", "/v1/audit/checkpoint", None, 404),
+    (QUERIES[0], "GET", "/v1/queries/jobs?limit=1", None, 200),
+    (QUERIES[0], "POST", "/v1/commands/jobs", probe, 404),
+    (QUERIES[0], "GET", "/v1/audit/events?from_position=1&to_position=1", None, 404),
+    (AUDIT, "GET", "/v1/audit/events?from_position=1&to_position=1", None, 200),
+    (AUDIT, "POST", "/v1/commands/jobs", probe, 404),
+    (AUDIT, "GET", "/v1/queries/jobs?limit=1", None, 404),
+]:
+    status, raw = call(method, f"{url}{path}", ADMIN, body)
+    if status != expect:
+        fail(f"{method} {path} on {url} answered {status}, not {expect}: {raw[:200]!r}")
+print("each process answers its role's routes only", flush=True)
+
+# ---- steady load: 8 clients, 4 on each command process -------------------------------------
 
 stop = threading.Event()
 dead_apis = set()
@@ -191,7 +218,7 @@ def client(n):
         time.sleep(0.01)
 
 
-# A live subscriber (Server-Sent Events) on API 2, which is killed below: through every
+# A live subscriber (Server-Sent Events) on query process 2, which is killed below: through every
 # failure it reconnects (to whichever API answers) with the last position it got, and
 # must receive every acknowledged submission exactly once.
 live = {"seen": [], "reconnects": 0}
@@ -201,7 +228,7 @@ def subscriber():
     last = "0"
     n = 1
     while not live.get("done"):
-        api = APIS[n % 2] if APIS[n % 2] not in dead_apis else APIS[(n + 1) % 2]
+        api = QUERIES[n % 2] if QUERIES[n % 2] not in dead_apis else QUERIES[(n + 1) % 2]
         req = urllib.request.Request(f"{api}/v1/subscribe?stream=job.*&type=JobSubmitted")
         req.add_header("Authorization", f"Bearer {ADMIN}")
         req.add_header("Last-Event-ID", last)
@@ -241,24 +268,30 @@ time.sleep(3)
 
 
 def revocation_delay(user):
-    """Issues a token through API 1, checks API 2 takes it, revokes it through API 1 and
-    returns how long API 2 went on accepting it (None: still after `limit` s)."""
+    """Issues a token through command process 1, checks the others take it, revokes it
+    through command process 1 and returns how long command process 2 or query process 2
+    went on accepting it (None: still after 30 s)."""
     status, raw = call("POST", f"{APIS[0]}/v1/commands/users/{user}/tokens", ADMIN, {"role": "analyst"})
     if status != 201:
         fail(f"issuing a token answered {status}: {raw[:200]!r}")
     issued = json.loads(raw)
     token, jti = issued["token"], issued["jti"]
-    status, _ = call("GET", f"{APIS[1]}/v1/queries/jobs?limit=1", token)
-    if status != 200:
-        fail(f"the new token was refused by API 2: {status}")
+
+    def answers_to_token():
+        # An analyst may query but not command: 200 and 403 while the token is good.
+        q, _ = call("GET", f"{QUERIES[1]}/v1/queries/jobs?limit=1", token)
+        c, _ = call("POST", f"{APIS[1]}/v1/commands/jobs", token, probe)
+        return q, c
+
+    if answers_to_token() != (200, 403):
+        fail(f"the new token was not taken by the other processes: {answers_to_token()}")
     status, raw = call("POST", f"{APIS[0]}/v1/commands/users/{user}/tokens/{jti}/revoke", ADMIN,
                        {"reason": "failover test"})
     if status != 200:
         fail(f"revoking answered {status}: {raw[:200]!r}")
     revoked_at = time.monotonic()
     while time.monotonic() - revoked_at < 30:
-        status, _ = call("GET", f"{APIS[1]}/v1/queries/jobs?limit=1", token)
-        if status == 401:
+        if answers_to_token() == (401, 401):
             return time.monotonic() - revoked_at
         time.sleep(0.02)
     return None
@@ -266,8 +299,9 @@ def revocation_delay(user):
 
 delay = revocation_delay("fo-user-1")
 if delay is None or delay > 1.0:
-    fail(f"API 2 still accepted a token revoked through API 1 after 1 s ({delay})")
-print(f"revoked token refused by the other API process after {delay * 1000:.0f} ms", flush=True)
+    fail(f"a token revoked through command process 1 was still accepted after 1 s ({delay})")
+print(f"revoked token refused by the other command and query processes after "
+      f"{delay * 1000:.0f} ms", flush=True)
 
 # ---- kill the NATS node leading the stream ---------------------------------------------
 
@@ -315,8 +349,9 @@ delay = revocation_delay("fo-user-2")
 # Liveness, not latency: right after a node's loss the feed's consumer must be found dead
 # and recreated while the cluster settles (0.7-6.7 s seen here).
 if delay is None or delay > 15.0:
-    fail(f"with a NATS node lost, API 2 went on accepting a token revoked through API 1 ({delay})")
-print(f"with {leader} gone, a revoked token was refused by the other API process after "
+    fail(f"with a NATS node lost, a token revoked through command process 1 was still "
+         f"accepted ({delay})")
+print(f"with {leader} gone, a revoked token was refused by the other processes after "
       f"{delay * 1000:.0f} ms", flush=True)
 
 # The projectors kept their feeds through the node's loss: the read model reaches a command
@@ -372,10 +407,12 @@ while True:
     time.sleep(0.05)
 print(f"standby projector {standby} took over after {took * 1000:.0f} ms", flush=True)
 
-# ---- kill one API process --------------------------------------------------------------
+# ---- kill one command and one query process ---------------------------------------------
 
 kill9("serve2")
 dead_apis.add(APIS[1])
+kill9("query2")
+dead_apis.add(QUERIES[1])
 time.sleep(3)
 stop.set()
 for t in threads:
@@ -392,13 +429,13 @@ last = max(accepted.values())
 deadline = time.monotonic() + 60
 while True:
     # Each try waits up to 5 s on the server (then 504).
-    status, _ = call("GET", f"{APIS[0]}/v1/queries/jobs?limit=1", ADMIN,
+    status, _ = call("GET", f"{QUERIES[0]}/v1/queries/jobs?limit=1", ADMIN,
                      headers={"X-Chronicle-Min-Position": str(last)}, timeout=30)
     if status == 200:
         break
     if time.monotonic() > deadline:
         fail(f"the read model did not reach position {last} within 60 s: {status}")
-status, raw = call("GET", f"{APIS[0]}/v1/audit/events?stream=job.*&type=JobSubmitted", ADMIN, timeout=120)
+status, raw = call("GET", f"{AUDIT}/v1/audit/events?stream=job.*&type=JobSubmitted", ADMIN, timeout=120)
 if status != 200:
     fail(f"reading the log answered {status}")
 in_log = {}
@@ -449,7 +486,7 @@ print(f"the live subscriber got all {len(fo)} submissions once, in order, throug
 # The sealer (as the projector's NATS user, which may append seals and nothing else)
 # sealed the log, and the whole log verifies: every message authenticated, every chain
 # whole, every seal right.
-status, raw = call("GET", f"{APIS[0]}/v1/audit/verify", ADMIN, timeout=120)
+status, raw = call("GET", f"{AUDIT}/v1/audit/verify", ADMIN, timeout=120)
 report = json.loads(raw or b"{}")
 if status != 200 or not report.get("ok") or report.get("seals", {}).get("checked", 0) < 1:
     fail(f"verify after the failures answered {status}: {raw[:2000]!r}")
