@@ -146,7 +146,7 @@ pub async fn connect(settings: &Settings) -> Result<AppState> {
         settings.subscriber_lag as usize,
         settings.subscriptions_per_token as usize,
     );
-    Ok(AppState {
+    Ok(AppState::new(crate::state::Shared {
         handler: Arc::new(handler),
         live,
         batch_router: Default::default(),
@@ -172,7 +172,7 @@ pub async fn connect(settings: &Settings) -> Result<AppState> {
                 settings.verify_answer_within_ms,
             ),
         },
-    })
+    }))
 }
 
 /// Mints a token through the normal command path, as the system: how the first admin

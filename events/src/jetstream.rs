@@ -207,6 +207,9 @@ pub struct JetStreamLog {
     js: jetstream::Context,
     cfg: Arc<LogConfig>,
     batches: Arc<tokio::sync::Semaphore>,
+    /// The server's message size limit, once known (0 before): `server_info()` copies every
+    /// field of the server's INFO, which is too much to do on every append.
+    max_payload: Arc<std::sync::atomic::AtomicUsize>,
 }
 
 /// A message of the log as stored, before it is decoded.
@@ -368,6 +371,19 @@ fn percent_decode(s: &str) -> Option<String> {
 }
 
 impl JetStreamLog {
+    /// The server's message size limit (from its INFO, read once it is known).
+    fn max_payload(&self) -> usize {
+        use std::sync::atomic::Ordering;
+        match self.max_payload.load(Ordering::Relaxed) {
+            0 => {
+                let known = self.client.server_info().max_payload;
+                self.max_payload.store(known, Ordering::Relaxed);
+                known
+            }
+            known => known,
+        }
+    }
+
     /// Connects to NATS (one URL or several, comma-separated) and creates or checks the
     /// stream. Refuses a stream whose settings weaken the log's guarantees.
     pub async fn connect(urls: &str, cfg: LogConfig) -> Result<JetStreamLog, LogError> {
@@ -409,6 +425,7 @@ impl JetStreamLog {
             js,
             cfg: Arc::new(cfg),
             batches: Arc::new(tokio::sync::Semaphore::new(MAX_BATCHES_IN_FLIGHT)),
+            max_payload: Arc::new(std::sync::atomic::AtomicUsize::new(0)),
         }
     }
 
@@ -1065,7 +1082,7 @@ impl JetStreamLog {
         let mut out = Vec::with_capacity(ids.len());
         let mut n = 0usize;
         // Leave room for the headers within the server's message limit.
-        let max = (self.client.server_info().max_payload).saturating_sub(1024);
+        let max = self.max_payload().saturating_sub(1024);
         for (write, head) in request.writes.iter().zip(heads) {
             let subject = self.subject_of(&write.stream);
             let mut prev = head.hash.clone();
