@@ -211,7 +211,7 @@ pub async fn bench(args: &Args, report: &mut Report) -> Result<()> {
             rates.push(c);
             raw.push(r);
         }
-        let ratio = Spread::of(rates.iter().zip(&raw).map(|(c, r)| c / r).collect());
+        let ratio = Spread::of_ratios(&rates, &raw);
         report.row(
             &format!("ingest without HTTP: {n} job submissions, CommandHandler in-process, {IN_FLIGHT} in flight"),
             Spread::of(rates).show(0, "commands/s"),

@@ -96,14 +96,8 @@ pub async fn bench(args: &Args, log: &JetStreamLog, end: u64, report: &mut Repor
         published.push(p);
         checked.push(c);
     }
-    let backup_ratio = Spread::of(backed.iter().zip(&read).map(|(b, r)| b / r).collect());
-    let restore_ratio = Spread::of(
-        restored
-            .iter()
-            .zip(&published)
-            .map(|(l, p)| l / p)
-            .collect(),
-    );
+    let backup_ratio = Spread::of_ratios(&backed, &read);
+    let restore_ratio = Spread::of_ratios(&restored, &published);
     report.row(
         &format!(
             "backup: {end} messages to a backup folder ({} MB)",

@@ -169,15 +169,16 @@ async fn run(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<()> {
         p50.push(percentile_ms(&latencies, 0.5));
         p99.push(percentile_ms(&latencies, 0.99));
     }
+    let ratio = Spread::of_ratios(&chronicle, &raw);
+    let of_floor = Spread::of_ratios(&chronicle, &floors);
+    let floor = Spread::of(floors);
     report.row(
         &format!("HTTP floor: GET /health/live (no NATS, no Postgres), {IN_FLIGHT} clients, before each round"),
-        Spread::of(floors.clone()).show(0, "answers/s"),
+        floor.show(0, "answers/s"),
         "—".into(),
         "—",
         "the most any HTTP command could reach here".into(),
     );
-    let chronicle_rates = chronicle.clone();
-    let ratio = Spread::of(chronicle.iter().zip(&raw).map(|(c, r)| c / r).collect());
     report.row(
         &format!("ingest: {n} HTTP commands, {IN_FLIGHT} clients, distinct aggregates"),
         format!(
@@ -194,20 +195,10 @@ async fn run(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<()> {
         met(ratio.median >= 0.6, &format!("{:.2}", ratio.median)),
     );
     report.ratio("ingest_vs_raw_publish", ratio);
-    let of_floor = Spread::of(
-        chronicle_rates
-            .iter()
-            .zip(&floors)
-            .map(|(c, f)| c / f)
-            .collect(),
-    );
     report.row(
         &format!("ingest over HTTP ÷ the HTTP floor of the same round, {IN_FLIGHT} clients"),
         format!("{:.2}", of_floor.median),
-        format!(
-            "GET /health/live {}",
-            Spread::of(floors).show(0, "answers/s")
-        ),
+        format!("GET /health/live {}", floor.show(0, "answers/s")),
         "ratio ≥ 0.5",
         met(of_floor.median >= 0.5, &format!("{:.2}", of_floor.median)),
     );
@@ -243,7 +234,7 @@ async fn run(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<()> {
         batched.push(b);
         single.push(s);
     }
-    let batch_ratio = Spread::of(batched.iter().zip(&single).map(|(b, s)| b / s).collect());
+    let batch_ratio = Spread::of_ratios(&batched, &single);
     report.row(
         &format!("ingest as POST /v1/commands/batch of {PER_BATCH}, {BATCHES_IN_FLIGHT} in flight"),
         Spread::of(batched).show(0, "commands/s"),

@@ -189,7 +189,7 @@ async fn run(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<()> {
         chronicle.push(c);
         raw.push(r);
     }
-    let ratio = Spread::of(chronicle.iter().zip(&raw).map(|(c, r)| c / r).collect());
+    let ratio = Spread::of_ratios(&chronicle, &raw);
     report.row(
         &format!(
             "invoice life over HTTP: {n} × (issue, recognize 12 months, pay in full) = 3 commands, 28 events, {IN_FLIGHT} clients"

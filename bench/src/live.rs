@@ -336,7 +336,7 @@ async fn run(args: &Args, ch: &Chronicle, report: &mut Report) -> Result<()> {
         live.push(l);
         raw.push(r);
     }
-    let ratio = Spread::of(live.iter().zip(&raw).map(|(l, r)| l / r).collect());
+    let ratio = Spread::of_ratios(&live, &raw);
     report.row(
         &format!("live: one SSE subscriber catching up from position 1 over {end} events"),
         Spread::of(live).show(0, "events/s"),

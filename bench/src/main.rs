@@ -179,7 +179,7 @@ async fn bench_log(args: &Args, report: &mut Report) -> Result<()> {
         js.delete_stream(&cfg.stream_name).await.ok();
         js.delete_stream(&raw_cfg.stream_name).await.ok();
     }
-    let ratio = Spread::of(chronicle.iter().zip(&raw).map(|(c, r)| c / r).collect());
+    let ratio = Spread::of_ratios(&chronicle, &raw);
     report.row(
         &format!("log append (no HTTP): {n} one-event appends, {IN_FLIGHT} in flight"),
         format!(

@@ -493,8 +493,8 @@ pub async fn bench(
         for tag in &last_tags {
             lost_ours += chronicle_lost_updates(&log, ch, tag).await?;
         }
-        let ratio = Spread::of(lib.iter().zip(&theirs).map(|(o, t)| o / t).collect());
-        let ratio_http = Spread::of(http.iter().zip(&theirs).map(|(o, t)| o / t).collect());
+        let ratio = Spread::of_ratios(&lib, &theirs);
+        let ratio_http = Spread::of_ratios(&http, &theirs);
         report.row(
             &format!("peer: job lifecycles (submit, start, complete), {tasks} tasks"),
             format!(
@@ -582,7 +582,7 @@ async fn durable(args: &Args, jobs: usize, report: &mut Report) -> Result<()> {
         ours.push(l.rate);
         theirs.push(p.rate);
     }
-    let ratio = Spread::of(ours.iter().zip(&theirs).map(|(o, t)| o / t).collect());
+    let ratio = Spread::of_ratios(&ours, &theirs);
     report.row(
         &format!("peer at equal durability: job lifecycles, {tasks} tasks, every write synced"),
         format!(

@@ -272,7 +272,7 @@ pub async fn bench(args: &Args, log: &JetStreamLog, end: u64, report: &mut Repor
         projected.push(p);
         raw.push(r);
     }
-    let ratio = Spread::of(projected.iter().zip(&raw).map(|(p, r)| p / r).collect());
+    let ratio = Spread::of_ratios(&projected, &raw);
     report.row(
         &format!("projection: jobs catch-up over {end} events from an empty database"),
         Spread::of(projected).show(0, "events/s"),

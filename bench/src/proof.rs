@@ -116,7 +116,7 @@ pub async fn bench(args: &Args, report: &mut Report) -> Result<()> {
         grown.push(g);
         read.push(r);
     }
-    let ratio = Spread::of(grown.iter().zip(&read).map(|(g, r)| g / r).collect());
+    let ratio = Spread::of_ratios(&grown, &read);
     report.row(
         &format!("proofs: Merkle tree grown from the log, {end} events (tiles in Postgres)"),
         Spread::of(grown).show(0, "events/s"),

@@ -22,6 +22,13 @@ impl Spread {
         }
     }
 
+    /// The spread of the per-round ratios `ours[i] / theirs[i]` (each round's two figures
+    /// measured together, so that the machine's drift between rounds cancels).
+    pub fn of_ratios(ours: &[f64], theirs: &[f64]) -> Spread {
+        assert_eq!(ours.len(), theirs.len(), "one figure of each per round");
+        Spread::of(ours.iter().zip(theirs).map(|(o, t)| o / t).collect())
+    }
+
     /// `12 300/s (11 900..12 800)`-style text with `digits` decimals.
     pub fn show(&self, digits: usize, unit: &str) -> String {
         if self.lo == self.hi {

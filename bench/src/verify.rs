@@ -57,7 +57,7 @@ pub async fn bench(args: &Args, log: &JetStreamLog, end: u64, report: &mut Repor
         verified.push(v);
         raw.push(r);
     }
-    let ratio = Spread::of(verified.iter().zip(&raw).map(|(v, r)| v / r).collect());
+    let ratio = Spread::of_ratios(&verified, &raw);
     report.row(
         &format!("replay: verify {end} events (hashes, chains, versions, decoding)"),
         Spread::of(verified).show(0, "events/s"),
