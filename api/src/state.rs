@@ -46,5 +46,5 @@ pub struct Shared {
     /// Live subscriptions: the one log reader of this process and its subscribers.
     pub live: crate::live::Hub,
     /// The single-command routes, for the commands of a batch (built on first use).
-    pub batch_router: Arc<std::sync::OnceLock<axum::Router>>,
+    pub batch_router: std::sync::OnceLock<axum::Router>,
 }

@@ -308,7 +308,7 @@ fn executed_answer(state: &AppState, ex: &Executed) -> StoredAnswer {
 fn into_response(state: &AppState, answer: StoredAnswer) -> Res {
     let status = StatusCode::from_u16(answer.status).unwrap_or(StatusCode::OK);
     let body: String = match &answer.token {
-        None => answer.body.get().to_owned(),
+        None => Box::<str>::from(answer.body).into_string(),
         Some(claims) => {
             // Only token issues: the stored body without the token, the token added.
             let mut body: Value = serde_json::from_str(answer.body.get())
