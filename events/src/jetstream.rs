@@ -1537,11 +1537,12 @@ impl EventLog for JetStreamLog {
                 return Ok(read);
             }
             while let Some(raw) = self.next_raw(seq, &subject).await? {
-                self.place(raw.clone(), &mut tip, &mut out);
-                if raw.position >= last.position {
+                let at = raw.position;
+                self.place(raw, &mut tip, &mut out);
+                if at >= last.position {
                     break;
                 }
-                seq = raw.position + 1;
+                seq = at + 1;
             }
             return Ok(StreamRead {
                 events: out,

@@ -182,7 +182,7 @@ async fn grow(
             "the shared reader did not bring the log's end"
         );
     }
-    keeper.extend(log, db).await
+    keeper.extend_to(log, end, db).await
 }
 
 /// Runs the sealer until `shutdown`.

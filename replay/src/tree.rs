@@ -359,6 +359,16 @@ impl Keeper {
     /// size. On an error the keeper is stale: load it again.
     pub async fn extend(&mut self, log: &JetStreamLog, db: &mut Client) -> Result<u64, TreeError> {
         let end = log.last_position().await?;
+        self.extend_to(log, end, db).await
+    }
+
+    /// [`Keeper::extend`] to `end`, the log's end as the caller found it.
+    pub async fn extend_to(
+        &mut self,
+        log: &JetStreamLog,
+        end: u64,
+        db: &mut Client,
+    ) -> Result<u64, TreeError> {
         let next = self.builder.size() + 1;
         if end < next {
             return Ok(self.builder.size());
