@@ -86,21 +86,20 @@ impl Idempotency {
         replicas: usize,
     ) -> Result<Idempotency, String> {
         let bucket = format!("{stream_name}_IDEMPOTENCY");
-        let store = match js.get_key_value(&bucket).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_key_value(kv::Config {
-                    bucket: bucket.clone(),
-                    description: "Chronicle Idempotency-Key records (24 h)".into(),
-                    history: 1,
-                    max_age: KEY_TTL,
-                    storage: async_nats::jetstream::stream::StorageType::File,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| format!("cannot create the idempotency bucket {bucket}: {e}"))?,
-        };
+        let store = chronicle_events::jetstream::key_value_bucket(
+            js,
+            kv::Config {
+                bucket,
+                description: "Chronicle Idempotency-Key records (24 h)".into(),
+                history: 1,
+                max_age: KEY_TTL,
+                storage: async_nats::jetstream::stream::StorageType::File,
+                num_replicas: replicas,
+                ..Default::default()
+            },
+            "idempotency",
+        )
+        .await?;
         Ok(Idempotency { store })
     }
 

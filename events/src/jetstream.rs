@@ -315,6 +315,22 @@ fn header_u64(headers: &HeaderMap, name: &str) -> Option<u64> {
     headers.get(name).and_then(|v| v.as_str().parse().ok())
 }
 
+/// A key-value bucket beside the log (idempotency records, aggregate snapshots): opened when
+/// it exists, otherwise created with `config`; `what` names it in the error.
+pub async fn key_value_bucket(
+    js: &jetstream::Context,
+    config: jetstream::kv::Config,
+    what: &str,
+) -> Result<jetstream::kv::Store, String> {
+    if let Ok(store) = js.get_key_value(&config.bucket).await {
+        return Ok(store);
+    }
+    let bucket = config.bucket.clone();
+    js.create_key_value(config)
+        .await
+        .map_err(|e| format!("cannot create the {what} bucket {bucket}: {e}"))
+}
+
 /// Splits `nats://a:4222,nats://b:4222` into server addresses.
 pub fn parse_server_addrs(urls: &str) -> Result<Vec<ServerAddr>, String> {
     let addrs: Result<Vec<ServerAddr>, String> = urls

@@ -32,20 +32,19 @@ impl KvSnapshots {
         keyring: Keyring,
     ) -> Result<KvSnapshots, String> {
         let bucket = format!("{stream_name}_SNAPSHOTS");
-        let store = match js.get_key_value(&bucket).await {
-            Ok(store) => store,
-            Err(_) => js
-                .create_key_value(async_nats::jetstream::kv::Config {
-                    bucket: bucket.clone(),
-                    description: "Chronicle aggregate snapshots (derived from the log)".into(),
-                    history: 1,
-                    storage: async_nats::jetstream::stream::StorageType::File,
-                    num_replicas: replicas,
-                    ..Default::default()
-                })
-                .await
-                .map_err(|e| format!("cannot create the snapshot bucket {bucket}: {e}"))?,
-        };
+        let store = crate::jetstream::key_value_bucket(
+            js,
+            async_nats::jetstream::kv::Config {
+                bucket,
+                description: "Chronicle aggregate snapshots (derived from the log)".into(),
+                history: 1,
+                storage: async_nats::jetstream::stream::StorageType::File,
+                num_replicas: replicas,
+                ..Default::default()
+            },
+            "snapshot",
+        )
+        .await?;
         Ok(KvSnapshots { store, keyring })
     }
 }
