@@ -926,10 +926,9 @@ impl JetStreamLog {
         }
         let mut chain = vec![last.clone()];
         let mut cur = last.clone();
+        // Each message is authenticated before its `Chronicle-Prev` is followed: the last one
+        // above, every earlier one as it is fetched.
         while cur.version_header.unwrap_or(0) > head.version + 1 {
-            if !self.authentic(&cur) {
-                return Ok(None);
-            }
             let at = match cur.prev.as_deref() {
                 Some(PREV_IN_BATCH) => cur.position - 1,
                 Some(p) => match p.parse::<u64>() {
@@ -942,7 +941,7 @@ impl JetStreamLog {
                 return Ok(None);
             }
             match self.raw_at(at).await? {
-                Some(prev) if prev.subject == subject => {
+                Some(prev) if prev.subject == subject && self.authentic(&prev) => {
                     chain.push(prev.clone());
                     cur = prev;
                 }
